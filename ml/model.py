@@ -1,0 +1,46 @@
+"""The character CNN: one architecture for every label set, chosen for accuracy per CPU millisecond.
+
+Three 3x3 stages (28 -> 14 -> 7 -> 3 pixels) with batch norm; the two convolutions at 14x14
+carry most of the accuracy, the 28x28 stage is kept thin because it is the expensive one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ARCHITECTURE = "charcnn-v1"
+
+
+def _conv(in_channels: int, out_channels: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class CharCNN(nn.Module):
+    """28x28 grayscale in, one logit per class out."""
+
+    def __init__(self, num_classes: int, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            *_conv(1, 32),
+            nn.MaxPool2d(2),
+            *_conv(32, 64),
+            *_conv(64, 64),
+            nn.MaxPool2d(2),
+            *_conv(64, 128),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(128 * 3 * 3, 256),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(256, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

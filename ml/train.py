@@ -1,0 +1,205 @@
+"""Train a character model: `python -m ml.train --split pool47 --out models/emnist47`.
+
+Random affine augmentation on whole batches, a validation part held out of the training data,
+logit-adjusted cross-entropy against class imbalance, one-cycle learning rate, and the
+checkpoint with the best validation macro accuracy kept. Ends by evaluating on the test part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ml.artifact import InputSpec, ModelSpec, save_model
+from ml.data import DEFAULT_DATA_DIR, load_split, sha256_of
+from ml.evaluate import evaluate, write_report
+from ml.metrics import macro_accuracy
+from ml.model import ARCHITECTURE, CharCNN
+from ml.predictor import pick_device
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", required=True, help="pool47, pool62, balanced, byclass, ...")
+    parser.add_argument("--out", type=Path, required=True, help="model folder to write")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak of the one-cycle schedule")
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--label-smoothing", type=float, default=0.05)
+    parser.add_argument(
+        "--balance-tau",
+        type=float,
+        default=1.0,
+        help="logit adjustment strength against class imbalance (0: plain cross-entropy)",
+    )
+    parser.add_argument("--val-fraction", type=float, default=0.05)
+    parser.add_argument("--no-augment", dest="augment", action="store_false")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if present)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    return parser.parse_args(argv)
+
+
+def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random rotation, scale, shear and shift per image, as different writers would vary."""
+    n = batch.shape[0]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.empty(n).uniform_(low, high, generator=generator)
+
+    angle = uniform(-12, 12) * math.pi / 180
+    scale = uniform(0.85, 1.15)
+    shear = uniform(-0.2, 0.2)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin + shear * cos, uniform(-0.12, 0.12)], dim=1),
+            torch.stack([sin, cos + shear * sin, uniform(-0.12, 0.12)], dim=1),
+        ],
+        dim=1,
+    ).to(batch.device)
+    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+    return F.grid_sample(batch, grid, align_corners=False, padding_mode="zeros")
+
+
+def held_out_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of train and validation parts, stratified so every class is in both."""
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = [], []
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        cut = max(1, round(len(members) * fraction)) if len(members) > 1 else 0
+        val_idx.append(members[:cut])
+        train_idx.append(members[cut:])
+    return np.concatenate(train_idx), np.concatenate(val_idx)
+
+
+def to_input(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """uint8 (N, 28, 28) to the normalized float (N, 1, 28, 28) that model.json describes."""
+    return spec.normalize(images.float().unsqueeze(1))
+
+
+@torch.inference_mode()
+def predict_classes(
+    network: CharCNN, images: torch.Tensor, spec: InputSpec, device: torch.device
+) -> np.ndarray:
+    network.eval()
+    out = [
+        network(to_input(images[i : i + 1024], spec).to(device)).argmax(1).cpu()
+        for i in range(0, len(images), 1024)
+    ]
+    return torch.cat(out).numpy()
+
+
+def train(args: argparse.Namespace) -> Path:
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    data = load_split(args.data_dir, args.split, "train")
+    train_idx, val_idx = held_out_split(data.labels, args.val_fraction, args.seed)
+    images = torch.from_numpy(data.images)
+    labels = torch.from_numpy(data.labels)
+    train_pixels = data.images[train_idx].astype(np.float32) / 255
+    spec_input = InputSpec(mean=float(train_pixels.mean()), std=float(train_pixels.std()))
+    del train_pixels
+
+    counts = np.bincount(data.labels[train_idx], minlength=data.num_classes)
+    log_prior = torch.log(torch.from_numpy(np.maximum(counts, 1) / counts.sum()).float())
+    logit_shift = (args.balance_tau * log_prior).to(device)
+
+    network = CharCNN(data.num_classes).to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = math.ceil(len(train_idx) / args.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps_per_epoch
+    )
+    generator = torch.Generator().manual_seed(args.seed)
+    best = {"val_macro_accuracy": -1.0}
+    best_state = copy.deepcopy(network.state_dict())
+    started = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        network.train()
+        order = torch.from_numpy(train_idx)[torch.randperm(len(train_idx), generator=generator)]
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{args.epochs}", unit="batch")
+        seen = correct = 0
+        loss_sum = 0.0
+        for step in bar:
+            idx = order[step * args.batch_size : (step + 1) * args.batch_size]
+            pixels = images[idx].float().unsqueeze(1)
+            if args.augment:
+                pixels = augment(pixels, generator)
+            x = spec_input.normalize(pixels).to(device, memory_format=torch.channels_last)
+            y = labels[idx].to(device)
+            logits = network(x)
+            loss = F.cross_entropy(logits + logit_shift, y, label_smoothing=args.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            seen += len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += loss.item() * len(idx)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        predicted = predict_classes(network, images[val_idx], spec_input, device)
+        truth = data.labels[val_idx]
+        val_acc = float((predicted == truth).mean())
+        val_macro = macro_accuracy(truth, predicted, data.num_classes)
+        print(
+            f"epoch {epoch}: train loss {loss_sum / seen:.4f} acc {correct / seen:.4f} | "
+            f"val acc {val_acc:.4f} macro {val_macro:.4f}",
+            flush=True,
+        )
+        if val_macro > best["val_macro_accuracy"]:
+            best = {"epoch": epoch, "val_accuracy": val_acc, "val_macro_accuracy": val_macro}
+            best_state = copy.deepcopy(network.state_dict())
+    duration = time.perf_counter() - started
+
+    network.load_state_dict(best_state)
+    network = network.to("cpu", memory_format=torch.contiguous_format).eval()
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    spec = ModelSpec(
+        name=args.out.name,
+        architecture=ARCHITECTURE,
+        labels=data.characters,
+        input=spec_input,
+        training={
+            "split": args.split,
+            "files": {path.name: sha256_of(path) for path in data.files},
+            "train_images": len(train_idx),
+            "validation_images": len(val_idx),
+            "config": config,
+            "best": best,
+            "duration_s": round(duration, 1),
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+        },
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    save_model(args.out, network, spec)
+    test = load_split(args.data_dir, args.split, "test")
+    report = evaluate(args.out, test)
+    write_report(args.out, report, args.out / "report.json")
+    return args.out
+
+
+def main(argv: list[str] | None = None) -> None:
+    out = train(parse_args(argv))
+    print(f"model written to {out}")
+
+
+if __name__ == "__main__":
+    main()
+
