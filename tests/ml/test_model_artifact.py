@@ -1,0 +1,80 @@
+"""Training writes a valid artifact; the predictor returns sorted, normalized top-k."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml import Predictor, load_model
+from ml.artifact import ModelArtifactError
+from ml.train import main as train_main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.conftest import synthetic_glyphs, write_split
+
+    data_dir = tmp_path_factory.mktemp("data")
+    images, labels = synthetic_glyphs(400)
+    write_split(data_dir, "tiny", images, labels, "I-O")
+    out = tmp_path_factory.mktemp("models") / "tiny-model"
+    train_main(
+        ["--split", "tiny", "--out", str(out), "--data-dir", str(data_dir), "--epochs", "1",
+         "--batch-size", "32", "--val-fraction", "0.1", "--threads", "1"]
+    )
+    return out
+
+
+def test_one_epoch_writes_a_loadable_artifact(trained: Path) -> None:
+    loaded = load_model(trained)
+    spec = json.loads((trained / "model.json").read_text())
+    assert loaded.spec.labels == ["I", "-", "O"]
+    assert spec["training"]["split"] == "tiny"
+    assert set(spec["training"]["files"]) == {
+        "emnist-tiny-train-images-idx3-ubyte.gz",
+        "emnist-tiny-train-labels-idx1-ubyte.gz",
+        "emnist-tiny-mapping.txt",
+    }
+    assert all(len(digest) == 64 for digest in spec["training"]["files"].values())
+    assert 0 <= spec["metrics"]["test"]["accuracy"] <= 1
+    assert (trained / "report.json").is_file() and (trained / "report.png").is_file()
+
+
+def test_predictor_returns_sorted_topk_summing_to_one(trained: Path) -> None:
+    loaded = load_model(trained)
+    inputs = loaded.spec.input.normalize(np.random.default_rng(1).random((70, 28, 28)) * 255)
+    predictor = Predictor(loaded, threads=1, chunk_size=32)
+    probabilities = predictor.probabilities(inputs.astype(np.float32))
+    assert probabilities.shape == (70, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    predictions = predictor.predict(inputs.astype(np.float32), k=5)
+    assert len(predictions) == 70
+    for row in predictions:
+        assert len(row) == 3
+        assert [p for _, p in row] == sorted((p for _, p in row), reverse=True)
+        assert {c for c, _ in row} == {"I", "-", "O"}
+
+
+def test_predictor_rejects_wrong_shape(trained: Path) -> None:
+    predictor = Predictor(load_model(trained), threads=1)
+    with pytest.raises(ValueError, match=r"inputs must be \(N, 28, 28\)"):
+        predictor.probabilities(np.zeros((2, 14, 14), dtype=np.float32))
+
+
+def test_weights_that_do_not_fit_the_spec_are_refused(trained: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "weights.pt").write_bytes((trained / "weights.pt").read_bytes())
+    spec = json.loads((trained / "model.json").read_text())
+    spec["labels"] = ["a", "b", "c", "d"]
+    (broken / "model.json").write_text(json.dumps(spec))
+    with pytest.raises(ModelArtifactError, match="does not fit model.json"):
+        load_model(broken)
+
+
+def test_unknown_model_name() -> None:
+    with pytest.raises(ModelArtifactError, match="no model folder"):
+        load_model("no-such-model")
