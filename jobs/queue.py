@@ -1,0 +1,54 @@
+"""The Celery app both sides share: the gateway sends `run_job`, workers run it.
+
+Tasks are acknowledged only after they ran and are re-queued when a worker dies mid-task; the
+database, not the broker, remembers what is left to do.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from jobs.settings import Settings
+
+RUN_JOB = "worker.tasks.run_job"
+QUEUES = ("cpu", "gpu")
+FILESYSTEM_POLL_S = 0.02
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    if not settings.broker_url.startswith("filesystem"):
+        return {}
+    folder = settings.state_dir / "broker"
+    (folder / "control").mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "control_folder": str(folder / "control"),
+        "polling_interval": FILESYSTEM_POLL_S,
+    }
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("hwr", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        broker_transport_options=_transport_options(settings),
+        broker_connection_retry_on_startup=True,
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue=QUEUES[0],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        worker_prefetch_multiplier=1,
+        worker_pool="threads",
+        worker_concurrency=settings.worker_concurrency,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+def enqueue_job(app: Celery, job_id: uuid.UUID, queue: str) -> None:
+    app.send_task(RUN_JOB, args=[str(job_id)], queue=queue)

@@ -1,0 +1,58 @@
+"""Every knob of the service in one class, read from `HWR_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Defaults run the embedded system: SQLite and a filesystem broker under ./var/."""
+
+    model_config = SettingsConfigDict(env_prefix="HWR_")
+
+    state_dir: Path = Field(ROOT / "var", description="Where the embedded database and broker live")
+    database_url: str = Field("", description="SQLAlchemy URL; empty: SQLite in state_dir")
+    broker_url: str = Field(
+        "filesystem://", description="Celery broker; filesystem:// keeps messages in state_dir"
+    )
+    models_dir: Path = Field(ROOT / "models", description="Folder holding one folder per model")
+    model_names: list[str] = Field(["emnist47", "emnist62"], description="Models clients may pick")
+    default_model: str = Field("emnist47", description="Model used when a request names none")
+    job_queue: str = Field("cpu", description="Celery queue the gateway sends jobs to (cpu|gpu)")
+
+    max_file_bytes: int = Field(10_000_000, description="Largest single image; bigger ones fail")
+    max_request_bytes: int = Field(100_000_000, description="Largest request body (413 beyond)")
+    max_files: int = Field(1000, description="Most images per job, counting zip entries")
+    max_zip_entries: int = Field(1000, description="Most entries in one zip archive")
+    max_zip_bytes: int = Field(200_000_000, description="Most uncompressed bytes in one zip")
+    max_image_pixels: int = Field(25_000_000, description="Largest image (width x height)")
+
+    predict_wait_s: float = Field(2.0, description="How long /predict waits before answering 202")
+    inference_batch_size: int = Field(256, description="Items per forward pass in batch jobs")
+    coalesce_max_batch: int = Field(64, description="Most canvas images in one forward pass")
+    coalesce_max_wait_ms: float = Field(20.0, description="Longest a canvas image waits for others")
+    torch_threads: int = Field(2, description="torch threads per worker process")
+    worker_concurrency: int = Field(32, description="Task threads per worker process")
+    device: str = Field("", description="torch device for inference; empty: CUDA when present")
+
+    sweep_interval_s: float = Field(30.0, description="How often the gateway sweeps the job table")
+    stuck_after_s: float = Field(300.0, description="Re-enqueue unfinished jobs idle this long")
+    retention_s: float = Field(7 * 86400.0, description="Delete finished jobs after this long")
+
+    @model_validator(mode="after")
+    def _embedded_database(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.state_dir / 'hwr.sqlite'}"
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,214 @@
+"""Job store: every read and write of jobs, items, results and batch sizes goes through here.
+
+Writes are conditional on the job's status, so a late or repeated worker never undoes a cancel
+or a finish, and results are upserted by (job, item) so redelivered tasks neither duplicate nor
+lose them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from jobs.schema import UNFINISHED, Batch, Item, Job, JobStatus, Result, utcnow
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An accepted upload: its bytes, or the reason it failed validation at the gateway."""
+
+    filename: str
+    data: bytes | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the worker found for one item."""
+
+    index: int
+    status: str
+    prediction: str | None = None
+    confidence: float | None = None
+    top5: list[dict[str, Any]] | None = None
+    error: str | None = None
+    model_input: str | None = None
+
+    @classmethod
+    def failure(cls, index: int, error: str) -> Outcome:
+        return cls(index=index, status="failed", error=error)
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int
+    done: int
+    failed: int
+
+
+def create_job(
+    session: Session,
+    model: str,
+    items: Sequence[NewItem],
+    for_canvas: bool = False,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> Job:
+    """A queued job; items that failed validation get their failed result right away."""
+    job = Job(
+        model=model,
+        total=len(items),
+        for_canvas=for_canvas,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
+    session.add(job)
+    session.flush()
+    session.add_all(
+        Item(job_id=job.id, index=index, filename=item.filename, data=item.data)
+        for index, item in enumerate(items)
+    )
+    failures = [Outcome.failure(i, item.error) for i, item in enumerate(items) if item.error]
+    if failures:
+        session.flush()
+        save_outcomes(session, job.id, failures)
+    return job
+
+
+def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def find_by_idempotency_key(session: Session, key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.idempotency_key == key))
+
+
+def progress(session: Session, job: Job) -> Progress:
+    """Done counts every finished item, failed ones included."""
+    query = select(Result.status, func.count()).where(Result.job_id == job.id)
+    counts = dict(session.execute(query.group_by(Result.status)).all())
+    failed = counts.get("failed", 0)
+    return Progress(total=job.total, done=counts.get("succeeded", 0) + failed, failed=failed)
+
+
+def results_page(session: Session, job_id: uuid.UUID, offset: int, limit: int) -> list[Row]:
+    """Items in upload order with their result columns (None while pending)."""
+    query = (
+        select(Item.index, Item.filename, Result)
+        .outerjoin(Result, (Result.job_id == Item.job_id) & (Result.index == Item.index))
+        .where(Item.job_id == job_id)
+        .order_by(Item.index)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(session.execute(query).all())
+
+
+def start_job(session: Session, job_id: uuid.UUID) -> Job | None:
+    """Mark a queued job running; None when it is missing or already finished."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None or job.status not in UNFINISHED:
+        return None
+    job.status = JobStatus.running
+    job.started_at = job.started_at or utcnow()
+    job.updated_at = utcnow()
+    return job
+
+
+def pending_items(session: Session, job_id: uuid.UUID, limit: int) -> list[Item]:
+    """The next items without a result, only while the job is still running."""
+    query = (
+        select(Item)
+        .join(Job, Job.id == Item.job_id)
+        .outerjoin(Result, (Result.job_id == Item.job_id) & (Result.index == Item.index))
+        .where(Item.job_id == job_id, Job.status == JobStatus.running, Result.index.is_(None))
+        .order_by(Item.index)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def save_outcomes(session: Session, job_id: uuid.UUID, outcomes: Iterable[Outcome]) -> None:
+    """Upsert results in one statement and mark the job as making progress."""
+    rows = [{"job_id": job_id, **asdict(outcome)} for outcome in outcomes]
+    if not rows:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(Result).values(rows)
+    columns = [name for name in rows[0] if name not in ("job_id", "index")]
+    session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["job_id", "index"],
+            set_={name: insert.excluded[name] for name in columns},
+        )
+    )
+    session.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow()))
+
+
+def finish_job(session: Session, job_id: uuid.UUID, status: JobStatus) -> None:
+    """Close a running job and drop its image bytes; a canceled job stays canceled."""
+    finished = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.running)
+        .values(status=status, finished_at=utcnow(), updated_at=utcnow())
+    )
+    if finished.rowcount:
+        _drop_image_bytes(session, job_id)
+
+
+def cancel_job(session: Session, job: Job) -> None:
+    job.status = JobStatus.canceled
+    job.finished_at = job.updated_at = utcnow()
+    _drop_image_bytes(session, job.id)
+
+
+def delete_job(session: Session, job: Job) -> None:
+    session.delete(job)
+
+
+def _drop_image_bytes(session: Session, job_id: uuid.UUID) -> None:
+    session.execute(update(Item).where(Item.job_id == job_id).values(data=None))
+
+
+def claim_stuck_jobs(session: Session, idle_for: timedelta) -> list[uuid.UUID]:
+    """Unfinished jobs idle past `idle_for`, touched so concurrent sweepers don't claim them too."""
+    stuck = session.execute(
+        update(Job)
+        .where(Job.status.in_(UNFINISHED), Job.updated_at < utcnow() - idle_for)
+        .values(updated_at=utcnow())
+        .returning(Job.id)
+    )
+    return list(stuck.scalars())
+
+
+def delete_expired(session: Session, older_than: timedelta) -> int:
+    """Delete finished jobs (with their items and results) and batch records past retention."""
+    cutoff = utcnow() - older_than
+    expired = session.execute(
+        delete(Job).where(Job.status.not_in(UNFINISHED), Job.finished_at < cutoff)
+    )
+    session.execute(delete(Batch).where(Batch.created_at < cutoff))
+    return expired.rowcount
+
+
+def record_batch(session: Session, size: int, coalesced: bool) -> None:
+    session.add(Batch(size=size, coalesced=coalesced))
+
+
+def batch_sizes(
+    session: Session, since: datetime | None = None, coalesced: bool | None = None
+) -> list[int]:
+    """Sizes of the forward passes run since `since`, oldest first (read by the benchmark)."""
+    query = select(Batch.size).order_by(Batch.id)
+    if since is not None:
+        query = query.where(Batch.created_at >= since)
+    if coalesced is not None:
+        query = query.where(Batch.coalesced == coalesced)
+    return list(session.scalars(query))
