@@ -18,8 +18,6 @@ if url.startswith("sqlite:///"):
     Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 with create_engine(url, poolclass=pool.NullPool).connect() as connection:
-    context.configure(
-        connection=connection, target_metadata=Base.metadata, render_as_batch=True
-    )
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()

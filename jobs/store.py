@@ -82,8 +82,8 @@ def create_job(
     return job
 
 
-def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
-    return session.get(Job, job_id)
+def get_job(session: Session, job_id: uuid.UUID, for_update: bool = False) -> Job | None:
+    return session.get(Job, job_id, with_for_update=for_update)
 
 
 def find_by_idempotency_key(session: Session, key: str) -> Job | None:
@@ -113,7 +113,7 @@ def results_page(session: Session, job_id: uuid.UUID, offset: int, limit: int) -
 
 def start_job(session: Session, job_id: uuid.UUID) -> Job | None:
     """Mark a queued job running; None when it is missing or already finished."""
-    job = session.get(Job, job_id, with_for_update=True)
+    job = get_job(session, job_id, for_update=True)
     if job is None or job.status not in UNFINISHED:
         return None
     job.status = JobStatus.running

@@ -1,0 +1,45 @@
+"""The gateway app factory: `uvicorn --factory api.main:create_app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from api import pages
+from api.errors import install_error_handlers
+from api.limits import RequestSizeLimit
+from api.routes import health, jobs, models, predict
+from jobs.queue import make_celery
+from jobs.settings import Settings, get_settings
+from jobs.sweep import start_sweeper
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    celery = make_celery(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop_sweeper = start_sweeper(settings, celery)
+        yield
+        stop_sweeper.set()
+
+    app = FastAPI(
+        title="Handwriting recognition",
+        description="Asynchronous character recognition jobs on EMNIST-trained CNNs.",
+        lifespan=lifespan,
+        form_limits={"max_files": settings.max_files},
+    )
+    app.state.settings = settings
+    app.state.celery = celery
+    install_error_handlers(app)
+    app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
+    for router in (jobs.router, predict.router, models.router):
+        app.include_router(router, prefix="/api/v1")
+    app.include_router(health.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.FRONTEND_DIR, check_dir=False), name="static")
+    return app

@@ -1,0 +1,106 @@
+"""Batch jobs: submit images or zips, poll status and results, download CSV, cancel or delete."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, HTTPException, Query, Response, UploadFile
+from fastapi.responses import StreamingResponse
+
+from api.deps import CeleryDep, SettingsDep
+from api.schemas import JobOut, is_finished, item_out, job_out
+from api.submit import submit_job
+from jobs import store
+from jobs.db import session_scope
+from jobs.settings import Settings
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+POLL_AFTER_S = "1"
+CSV_PAGE = 1000
+CSV_COLUMNS = ("index", "filename", "status", "prediction", "confidence", "error")
+
+
+def read_job(settings: Settings, job_id: uuid.UUID, offset: int = 0, limit: int = 100) -> JobOut:
+    with session_scope(settings.database_url) as session:
+        job = store.get_job(session, job_id)
+        if job is None:
+            raise HTTPException(404, f"No job {job_id}.")
+        return job_out(session, job, offset, limit)
+
+
+def accepted(response: Response, job: JobOut) -> JobOut:
+    """A job answer: where to poll it, and when to poll again while it is not finished."""
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    if not is_finished(job):
+        response.headers["Retry-After"] = POLL_AFTER_S
+    return job
+
+
+@router.post("", status_code=202, response_model=JobOut)
+def create_job(
+    settings: SettingsDep,
+    celery: CeleryDep,
+    response: Response,
+    files: Annotated[list[UploadFile], File(description="Images and/or zip archives of images")],
+    model: Annotated[str | None, Form(description="emnist47 (default) or emnist62")] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JobOut:
+    """Validate the upload, store it and queue it; answers 202 with the job."""
+    job_id = submit_job(settings, celery, files, model, idempotency_key=idempotency_key)
+    return accepted(response, read_job(settings, job_id))
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(
+    settings: SettingsDep,
+    response: Response,
+    job_id: uuid.UUID,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JobOut:
+    """Status, progress and one page of results."""
+    return accepted(response, read_job(settings, job_id, offset, limit))
+
+
+@router.get("/{job_id}/results.csv", response_class=StreamingResponse)
+def results_csv(settings: SettingsDep, job_id: uuid.UUID) -> StreamingResponse:
+    """Every item as a CSV row: index, filename, status, prediction, confidence, error."""
+    read_job(settings, job_id, limit=1)
+    headers = {"Content-Disposition": f'attachment; filename="job-{job_id}.csv"'}
+    return StreamingResponse(_csv_rows(settings, job_id), media_type="text/csv", headers=headers)
+
+
+def _csv_rows(settings: Settings, job_id: uuid.UUID) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    offset = 0
+    while True:
+        with session_scope(settings.database_url) as session:
+            rows = [item_out(row) for row in store.results_page(session, job_id, offset, CSV_PAGE)]
+        writer.writerows([getattr(item, column) for column in CSV_COLUMNS] for item in rows)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        if len(rows) < CSV_PAGE:
+            return
+        offset += CSV_PAGE
+
+
+@router.delete("/{job_id}", response_model=JobOut, responses={204: {"description": "Deleted"}})
+def cancel_or_delete_job(settings: SettingsDep, job_id: uuid.UUID) -> Response | JobOut:
+    """Cancel an unfinished job (answers the job); delete a finished one (answers 204)."""
+    with session_scope(settings.database_url) as session:
+        job = store.get_job(session, job_id, for_update=True)
+        if job is None:
+            raise HTTPException(404, f"No job {job_id}.")
+        if is_finished(job):
+            store.delete_job(session, job)
+            return Response(status_code=204)
+        store.cancel_job(session, job)
+    return read_job(settings, job_id)

@@ -1,0 +1,47 @@
+"""One canvas image: a job like any other, but the answer waits briefly for its result."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from api.deps import CeleryDep, SettingsDep
+from api.routes.jobs import accepted, read_job
+from api.schemas import JobOut, PredictOut, is_finished
+from api.submit import submit_job
+
+router = APIRouter(tags=["predict"])
+
+FIRST_POLL_S = 0.01
+MAX_POLL_S = 0.1
+
+
+@router.post(
+    "/predict",
+    response_model=PredictOut,
+    responses={202: {"model": JobOut, "description": "Not finished in time; poll the job"}},
+)
+async def predict(
+    settings: SettingsDep,
+    celery: CeleryDep,
+    response: Response,
+    file: Annotated[UploadFile, File(description="One image")],
+    model: Annotated[str | None, Form(description="emnist47 (default) or emnist62")] = None,
+) -> PredictOut | JobOut:
+    """200 with the result when it is ready within `predict_wait_s`, else 202 with the job."""
+    job_id = await run_in_threadpool(submit_job, settings, celery, [file], model, True)
+    deadline = time.monotonic() + settings.predict_wait_s
+    pause = FIRST_POLL_S
+    while True:
+        job = await run_in_threadpool(read_job, settings, job_id)
+        if is_finished(job) and job.results.items:
+            return PredictOut(job=job, result=job.results.items[0])
+        if time.monotonic() + pause > deadline:
+            response.status_code = 202
+            return accepted(response, job)
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, MAX_POLL_S)

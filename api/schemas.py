@@ -1,0 +1,107 @@
+"""The JSON shapes of the API (docs/CONTRACT.md), built from store rows."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+from sqlalchemy import Row
+from sqlalchemy.orm import Session
+
+from jobs import store
+from jobs.schema import UNFINISHED, Job
+
+
+class Progress(BaseModel):
+    total: int
+    done: int
+    failed: int
+
+
+class Guess(BaseModel):
+    label: str
+    probability: float
+
+
+class ItemOut(BaseModel):
+    index: int
+    filename: str
+    status: str
+    prediction: str | None = None
+    confidence: float | None = None
+    top5: list[Guess] | None = None
+    error: str | None = None
+    model_input: str | None = None
+
+
+class ResultsPage(BaseModel):
+    offset: int
+    limit: int
+    total: int
+    items: list[ItemOut]
+
+
+class JobOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    model: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: Progress
+    results: ResultsPage
+
+
+class PredictOut(BaseModel):
+    job: JobOut
+    result: ItemOut
+
+
+class ModelOut(BaseModel):
+    name: str
+    num_classes: int
+    labels: list[str]
+    metrics: dict
+
+
+def is_finished(job: JobOut | Job) -> bool:
+    return job.status not in UNFINISHED
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
+def item_out(row: Row) -> ItemOut:
+    result = row.Result
+    if result is None:
+        return ItemOut(index=row.index, filename=row.filename, status="pending")
+    return ItemOut(
+        index=row.index,
+        filename=row.filename,
+        status=result.status,
+        prediction=result.prediction,
+        confidence=result.confidence,
+        top5=result.top5,
+        error=result.error,
+        model_input=result.model_input,
+    )
+
+
+def job_out(session: Session, job: Job, offset: int = 0, limit: int = 100) -> JobOut:
+    rows = store.results_page(session, job.id, offset, limit)
+    return JobOut(
+        id=job.id,
+        status=job.status,
+        model=job.model,
+        created_at=_utc(job.created_at),
+        started_at=_utc(job.started_at),
+        finished_at=_utc(job.finished_at),
+        progress=Progress(**asdict(store.progress(session, job))),
+        results=ResultsPage(
+            offset=offset, limit=limit, total=job.total, items=[item_out(r) for r in rows]
+        ),
+    )

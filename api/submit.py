@@ -1,0 +1,66 @@
+"""Accepting a job: validate the upload, store it with its bytes, then enqueue it.
+
+The job is committed before it is enqueued, so a worker always finds it; if the broker is down
+the job stays queued and the sweep enqueues it later.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from celery import Celery
+from fastapi import HTTPException, UploadFile
+from sqlalchemy.exc import IntegrityError
+
+from api.uploads import read_upload
+from jobs import store
+from jobs.db import session_scope
+from jobs.queue import enqueue_job
+from jobs.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def submit_job(
+    settings: Settings,
+    celery: Celery,
+    files: list[UploadFile],
+    model: str | None,
+    for_canvas: bool = False,
+    idempotency_key: str | None = None,
+) -> uuid.UUID:
+    """The id of the accepted job (an earlier one when the idempotency key was seen)."""
+    model = model or settings.default_model
+    if model not in settings.model_names:
+        names = ", ".join(settings.model_names)
+        raise HTTPException(422, f"Unknown model {model!r}: choose one of {names}.")
+    upload = read_upload(files, model, settings)
+    if for_canvas and len(upload.items) != 1:
+        raise HTTPException(422, "Send exactly one image to /predict; use /jobs for more.")
+    if idempotency_key and (earlier := _earlier_job(settings, idempotency_key, upload.digest)):
+        return earlier
+    try:
+        with session_scope(settings.database_url) as session:
+            job = store.create_job(
+                session, model, upload.items, for_canvas, idempotency_key, upload.digest
+            )
+    except IntegrityError:
+        if idempotency_key and (earlier := _earlier_job(settings, idempotency_key, upload.digest)):
+            return earlier
+        raise
+    try:
+        enqueue_job(celery, job.id, settings.job_queue)
+    except Exception:
+        logger.exception("job %s stored but not enqueued; the sweep will enqueue it", job.id)
+    return job.id
+
+
+def _earlier_job(settings: Settings, key: str, digest: str) -> uuid.UUID | None:
+    with session_scope(settings.database_url) as session:
+        job = store.find_by_idempotency_key(session, key)
+    if job is None:
+        return None
+    if job.request_hash != digest:
+        raise HTTPException(409, "This Idempotency-Key was already used for a different request.")
+    return job.id

@@ -1,0 +1,114 @@
+"""Turning an upload into job items, before anything is accepted.
+
+Content is sniffed, never trusted from the name. A bad image fails alone as an item with its
+reason; what threatens the service (too many files, zip bombs, nested archives) rejects the
+whole request. Only headers are read here: decoding is the worker's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass
+
+from fastapi import HTTPException, UploadFile
+from PIL import Image, UnidentifiedImageError
+
+from jobs.settings import Settings
+from jobs.store import NewItem
+from ml.preprocess import NotAnImageError
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+ARCHIVE_MAGIC = (*ZIP_MAGIC, b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf", b"Rar!")
+IGNORED_ZIP_PREFIXES = ("__MACOSX/",)
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The items of one request and a digest of its content, for idempotency checks."""
+
+    items: list[NewItem]
+    digest: str
+
+
+def read_upload(files: list[UploadFile], model: str, settings: Settings) -> Upload:
+    digest = hashlib.sha256(model.encode())
+    items: list[NewItem] = []
+    for upload in files:
+        name = upload.filename or "upload"
+        data = upload.file.read()
+        digest.update(f"{len(name)}:{name}:{len(data)}:".encode() + data)
+        if data.startswith(ZIP_MAGIC):
+            items.extend(_expand_zip(name, data, settings))
+        else:
+            items.append(_sniff_image(name, data, settings))
+        if len(items) > settings.max_files:
+            raise HTTPException(413, f"Too many images: at most {settings.max_files} per job.")
+    if not items:
+        raise HTTPException(422, "No images: send at least one image file or zip archive.")
+    return Upload(items, digest.hexdigest())
+
+
+def _sniff_image(name: str, data: bytes, settings: Settings) -> NewItem:
+    if not data:
+        return NewItem(name, error="The file is empty.")
+    if len(data) > settings.max_file_bytes:
+        limit = settings.max_file_bytes / MB
+        return NewItem(name, error=f"The file is larger than the {limit:g} MB limit per image.")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:
+        return _too_large(name, settings)
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        return NewItem(name, error=NotAnImageError().message)
+    if width * height > settings.max_image_pixels:
+        return _too_large(name, settings)
+    return NewItem(name, data=data)
+
+
+def _too_large(name: str, settings: Settings) -> NewItem:
+    limit = settings.max_image_pixels
+    return NewItem(name, error=f"The image has more than the {limit:,} pixels allowed.")
+
+
+def _expand_zip(name: str, data: bytes, settings: Settings) -> list[NewItem]:
+    """The images in an archive, read with a budget so a lying header cannot blow it up."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as error:
+        raise HTTPException(422, f"{name} is not a readable zip archive.") from error
+    entries = [
+        entry
+        for entry in archive.infolist()
+        if not entry.is_dir() and not entry.filename.startswith(IGNORED_ZIP_PREFIXES)
+    ]
+    if len(entries) > settings.max_zip_entries:
+        raise HTTPException(
+            413,
+            f"{name} has {len(entries)} entries, more than the {settings.max_zip_entries} allowed.",
+        )
+    too_big = HTTPException(
+        413, f"{name} expands to more than the {settings.max_zip_bytes / MB:g} MB allowed."
+    )
+    if sum(entry.file_size for entry in entries) > settings.max_zip_bytes:
+        raise too_big
+    budget = settings.max_zip_bytes
+    items = []
+    for entry in entries:
+        entry_name = f"{name}/{entry.filename}"
+        try:
+            with archive.open(entry) as stream:
+                content = stream.read(min(settings.max_file_bytes, budget) + 1)
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError) as error:
+            items.append(NewItem(entry_name, error=f"Could not be extracted: {error}."))
+            continue
+        if len(content) > budget:
+            raise too_big
+        budget -= len(content)
+        if content.startswith(ARCHIVE_MAGIC):
+            raise HTTPException(422, f"{entry_name}: archives inside archives are not accepted.")
+        items.append(_sniff_image(entry_name, content, settings))
+    return items

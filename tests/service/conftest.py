@@ -1,0 +1,178 @@
+"""Real parts for the service tests: a fresh Postgres database, a Redis db, a worker process.
+
+In CI (CI=true) a missing Postgres or Redis is a failure; elsewhere those tests skip.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+import redis
+import torch
+from alembic.config import Config
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from alembic import command
+from api.main import create_app
+from jobs.db import engine_for
+from jobs.queue import make_celery
+from jobs.settings import ROOT, Settings
+from ml.artifact import InputSpec, ModelSpec, save_model
+from ml.data import DEFAULT_DATA_DIR, read_mapping
+from ml.model import ARCHITECTURE, CharCNN
+
+POSTGRES_ADMIN = os.environ.get("HWR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("HWR_TEST_REDIS", "redis://127.0.0.1:6379/13")
+WORKER_START_S = 90
+
+
+def unavailable(reason: str) -> None:
+    """Fail in CI, where every service must be present; skip elsewhere."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI requires it)")
+    pytest.skip(reason)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def migrate(database_url: str) -> None:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", database_url)
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small untrained models with the real label sets: the service tests need no accuracy."""
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    for name, split in (("emnist47", "pool47"), ("emnist62", "pool62")):
+        labels, _ = read_mapping(DEFAULT_DATA_DIR / f"emnist-{split}-mapping.txt")
+        spec = ModelSpec(
+            name=name,
+            architecture=ARCHITECTURE,
+            labels=labels,
+            input=InputSpec(mean=0.17, std=0.33),
+            metrics={"accuracy": 0.0},
+            created="test",
+        )
+        save_model(folder / name, CharCNN(len(labels)).eval(), spec)
+    return folder
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a subprocess these settings."""
+    fields = settings.model_dump(mode="json")
+    return {
+        **os.environ,
+        **{
+            f"HWR_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
+            for name, value in fields.items()
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A uniquely named database, migrated to head, dropped at the end of the session."""
+    name = f"hwr_test_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        unavailable(f"PostgreSQL not reachable at {POSTGRES_ADMIN}: {error}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        migrate(url)
+        yield url
+        engine_for(url).dispose()
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis db number of its own, emptied before and after."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.flushdb()
+    except redis.ConnectionError as error:
+        unavailable(f"Redis not reachable at {REDIS_URL}: {error}")
+    yield REDIS_URL
+    client.flushdb()
+
+
+def start_worker(settings: Settings) -> subprocess.Popen:
+    """A real Celery worker process, returned once it answers a ping."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "-Q", "cpu",
+         "-l", "warning", "--without-gossip", "--without-mingle"],
+        cwd=ROOT,
+        env=service_env(settings),
+    )  # fmt: skip
+    celery = make_celery(settings)
+    deadline = time.monotonic() + WORKER_START_S
+    while not celery.control.ping(timeout=0.5):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            worker.kill()
+            pytest.fail("the Celery worker did not start")
+    return worker
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def settings(
+    postgres_url: str, redis_url: str, models_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    return Settings(
+        database_url=postgres_url,
+        broker_url=redis_url,
+        models_dir=models_dir,
+        state_dir=tmp_path_factory.mktemp("state"),
+        torch_threads=1,
+        worker_concurrency=8,
+        max_file_bytes=200_000,
+        max_request_bytes=5_000_000,
+        max_files=120,
+        max_zip_entries=50,
+        max_zip_bytes=2_000_000,
+        max_image_pixels=4_000_000,
+        predict_wait_s=5.0,
+        sweep_interval_s=3600,
+    )
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings) -> Iterator[subprocess.Popen]:
+    process = start_worker(settings)
+    yield process
+    stop(process)
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings, worker: subprocess.Popen) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as client:
+        yield client

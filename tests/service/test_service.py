@@ -1,0 +1,244 @@
+"""The job service end to end against real Postgres, Redis and a Celery worker process."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+import zipfile
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from jobs import store
+from jobs.db import session_scope
+from jobs.queue import enqueue_job, make_celery
+from jobs.schema import Job, utcnow
+from jobs.settings import Settings
+from jobs.store import NewItem
+from jobs.sweep import sweep_once
+from ml import Predictor, load_model
+from ml.data import DEFAULT_DATA_DIR, load_split
+from ml.preprocess import to_model_input
+from tests.service.conftest import png_bytes
+
+JOBS = "/api/v1/jobs"
+FINISHED = ("succeeded", "failed", "canceled")
+
+
+@pytest.fixture(scope="module")
+def emnist_pngs() -> list[bytes]:
+    images = load_split(DEFAULT_DATA_DIR, "pool47", "test").images[:100]
+    return [png_bytes(image) for image in images]
+
+
+def upload(*files: tuple[str, bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("files", (name, data, "application/octet-stream")) for name, data in files]
+
+
+def wait_for(client: TestClient, job_id: str, timeout_s: float = 60, **params: int) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = client.get(f"{JOBS}/{job_id}", params=params)
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if job["status"] in FINISHED:
+            assert "Retry-After" not in response.headers
+            return job
+        assert response.headers["Retry-After"]
+        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
+        time.sleep(0.2)
+
+
+def test_job_of_emnist_images_matches_the_predictor(
+    client: TestClient, settings: Settings, emnist_pngs: list[bytes]
+):
+    files = upload(*((f"{i}.png", data) for i, data in enumerate(emnist_pngs)))
+    response = client.post(JOBS, files=files)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    assert response.headers["Location"] == f"{JOBS}/{job_id}"
+    assert uuid.UUID(job_id).version == 4
+
+    job = wait_for(client, job_id, limit=100)
+    assert job["status"] == "succeeded"
+    assert job["progress"] == {"total": 100, "done": 100, "failed": 0}
+    predictor = Predictor(load_model(settings.models_dir / "emnist47"), device="cpu", threads=1)
+    spec = predictor.spec.input
+    expected = predictor.predict(np.stack([to_model_input(data, spec) for data in emnist_pngs]))
+    items = job["results"]["items"]
+    assert [item["index"] for item in items] == list(range(100))
+    for item, top5 in zip(items, expected, strict=True):
+        assert item["prediction"] == top5[0][0]
+        assert item["confidence"] == pytest.approx(top5[0][1], abs=1e-5)
+        assert [guess["label"] for guess in item["top5"]] == [label for label, _ in top5]
+
+    csv_lines = client.get(f"{JOBS}/{job_id}/results.csv").text.splitlines()
+    assert csv_lines[0] == "index,filename,status,prediction,confidence,error"
+    assert len(csv_lines) == 101 and csv_lines[1].startswith("0,0.png,succeeded,")
+    with session_scope(settings.database_url) as session:
+        assert 100 in store.batch_sizes(session, coalesced=False)
+
+
+def test_canvas_round_trip(client: TestClient, emnist_pngs: list[bytes]):
+    response = client.post(
+        "/api/v1/predict",
+        files={"file": ("canvas.png", emnist_pngs[0])},
+        data={"model": "emnist62"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["job"]["status"] == "succeeded" and body["job"]["model"] == "emnist62"
+    result = body["result"]
+    assert result["status"] == "succeeded" and len(result["top5"]) == 5
+    assert result["prediction"] == result["top5"][0]["label"]
+    assert result["model_input"].startswith("data:image/png;base64,")
+
+
+def test_idempotency_key(client: TestClient, emnist_pngs: list[bytes]):
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    first = client.post(JOBS, files=upload(("a.png", emnist_pngs[0])), headers=key)
+    again = client.post(JOBS, files=upload(("a.png", emnist_pngs[0])), headers=key)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"]
+    other = client.post(JOBS, files=upload(("a.png", emnist_pngs[1])), headers=key)
+    assert other.status_code == 409 and "Idempotency-Key" in other.json()["detail"]
+
+
+def test_cancel_then_delete(client: TestClient, settings: Settings, emnist_pngs: list[bytes]):
+    with session_scope(settings.database_url) as session:
+        job = store.create_job(session, "emnist47", [NewItem("a.png", emnist_pngs[0])])
+    canceled = client.delete(f"{JOBS}/{job.id}")
+    assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+    enqueue_job(make_celery(settings), job.id, "cpu")
+    time.sleep(1)
+    after = client.get(f"{JOBS}/{job.id}").json()
+    assert after["status"] == "canceled" and after["results"]["items"][0]["status"] == "pending"
+    assert client.delete(f"{JOBS}/{job.id}").status_code == 204
+    assert client.get(f"{JOBS}/{job.id}").status_code == 404
+
+
+def test_bad_files_fail_alone(client: TestClient, emnist_pngs: list[bytes]):
+    noise = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
+    files = upload(
+        ("good.png", emnist_pngs[0]),
+        ("notes.png", b"these are not pixels"),
+        ("empty.png", b""),
+        ("truncated.png", emnist_pngs[1][: len(emnist_pngs[1]) // 2]),
+        ("oversize.png", png_bytes(noise)),
+        ("huge.png", png_bytes(np.zeros((2500, 2000), dtype=np.uint8))),
+        ("also-good.png", emnist_pngs[2]),
+    )
+    response = client.post(JOBS, files=files)
+    assert response.status_code == 202, response.text
+    job = wait_for(client, response.json()["id"])
+    assert job["status"] == "succeeded"
+    assert job["progress"] == {"total": 7, "done": 7, "failed": 5}
+    items = {item["filename"]: item for item in job["results"]["items"]}
+    assert items["good.png"]["status"] == items["also-good.png"]["status"] == "succeeded"
+    errors = {name: item["error"] for name, item in items.items() if item["status"] == "failed"}
+    assert "not a PNG" in errors["notes.png"]
+    assert "empty" in errors["empty.png"]
+    assert "truncated" in errors["truncated.png"]
+    assert "MB limit" in errors["oversize.png"]
+    assert "pixels" in errors["huge.png"]
+
+
+def zip_of(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_zip_of_images_is_expanded(client: TestClient, emnist_pngs: list[bytes]):
+    archive = zip_of({"digits/": b"", "digits/a.png": emnist_pngs[0], "b.png": emnist_pngs[1]})
+    response = client.post(JOBS, files=upload(("set.zip", archive), ("c.png", emnist_pngs[2])))
+    assert response.status_code == 202, response.text
+    job = wait_for(client, response.json()["id"])
+    names = [item["filename"] for item in job["results"]["items"]]
+    assert names == ["set.zip/digits/a.png", "set.zip/b.png", "c.png"]
+    assert job["progress"] == {"total": 3, "done": 3, "failed": 0}
+
+
+def tiny_files(count: int) -> list[tuple[str, bytes]]:
+    return [(f"{i}.png", b"x") for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "message"),
+    [
+        pytest.param(upload(*tiny_files(121)), 400, "Too many files", id="too-many-files"),
+        pytest.param(
+            upload(("bomb.zip", zip_of({"zeros.png": bytes(3_000_000)}))), 413, "expands to",
+            id="zip-bomb",
+        ),
+        pytest.param(
+            upload(("many.zip", zip_of(dict(tiny_files(51))))), 413, "entries", id="zip-entries"
+        ),
+        pytest.param(
+            upload(*tiny_files(80), ("a.zip", zip_of(dict(tiny_files(45))))), 413,
+            "Too many images", id="too-many-images",
+        ),
+        pytest.param(
+            upload(("outer.zip", zip_of({"inner.zip": zip_of({"a.png": b"x"})}))), 422, "inside",
+            id="nested-zip",
+        ),
+        pytest.param(
+            upload(("broken.zip", b"PK\x03\x04garbage")), 422, "not a readable zip", id="bad-zip"
+        ),
+        pytest.param(upload(("big.png", bytes(6_000_000))), 413, "larger than", id="request-size"),
+    ],
+)  # fmt: skip
+def test_request_level_rejections(client: TestClient, files: list, status: int, message: str):
+    response = client.post(JOBS, files=files)
+    assert response.status_code == status, response.text
+    assert message in response.json()["detail"]
+
+
+def test_other_errors_are_json_messages(client: TestClient, emnist_pngs: list[bytes]):
+    unknown = client.post(JOBS, files=upload(("a.png", emnist_pngs[0])), data={"model": "nope"})
+    assert unknown.status_code == 422 and "Unknown model" in unknown.json()["detail"]
+    assert "valid UUID" in client.get(f"{JOBS}/not-a-uuid").json()["detail"]
+    assert client.get(f"{JOBS}/{uuid.uuid4()}").status_code == 404
+
+
+def test_models_and_health(client: TestClient):
+    models = {model["name"]: model for model in client.get("/api/v1/models").json()}
+    assert models["emnist47"]["num_classes"] == len(models["emnist47"]["labels"]) == 47
+    assert models["emnist62"]["num_classes"] == 62
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+
+
+def test_sweep_reenqueues_a_lost_job_and_redelivery_adds_nothing(
+    client: TestClient, settings: Settings, emnist_pngs: list[bytes]
+):
+    with session_scope(settings.database_url) as session:
+        job = store.create_job(
+            session, "emnist47", [NewItem(f"{i}", d) for i, d in enumerate(emnist_pngs[:5])]
+        )
+        job.updated_at = utcnow() - timedelta(hours=1)
+    celery = make_celery(settings)
+    sweep_once(settings, celery)
+    enqueue_job(celery, job.id, "cpu")
+    assert wait_for(client, str(job.id))["progress"] == {"total": 5, "done": 5, "failed": 0}
+    time.sleep(0.5)
+    with session_scope(settings.database_url) as session:
+        stored = session.get(Job, job.id)
+        assert stored.status == "succeeded"
+        assert store.progress(session, stored).done == 5
+
+
+def test_retention_deletes_old_finished_jobs(settings: Settings, emnist_pngs: list[bytes]):
+    with session_scope(settings.database_url) as session:
+        job = store.create_job(session, "emnist47", [NewItem("a.png", emnist_pngs[0])])
+        store.cancel_job(session, job)
+        job.finished_at = utcnow() - timedelta(days=30)
+    with session_scope(settings.database_url) as session:
+        assert store.delete_expired(session, timedelta(days=7)) >= 1
+        assert store.get_job(session, job.id) is None
