@@ -151,7 +151,6 @@ function showJobLinks(id) {
   elements.share.hidden = false;
   elements.shareUrl.value = url;
   elements.downloadCsv.href = resultsCsvUrl(id);
-  elements.downloadCsv.download = `handwriting-${id}.csv`;
   if (location.href !== url) history.replaceState(null, "", url);
 }
 
@@ -263,7 +262,8 @@ async function reopenJob(id) {
     const { job } = await getJob(id, { limit: 1 });
     await followJob(job);
   } catch (error) {
-    const notFound = error instanceof ApiError && error.status === 404;
+    // A malformed id (422) in a hand-edited link means the same to the user as a missing job.
+    const notFound = error instanceof ApiError && [404, 422].includes(error.status);
     fail(notFound ? new ApiError(NO_SUCH_JOB, 404) : error, () => reopenJob(id));
   }
 }

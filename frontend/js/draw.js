@@ -68,7 +68,7 @@ function penFor(stroke) {
   return pen;
 }
 
-// A tap leaves a dot (the point of an "i"), which a zero-length line would not.
+// Every stroke starts with a dot, so a tap leaves a mark (the point of an "i").
 function paintDot(stroke, point) {
   const pen = penFor(stroke);
   context.beginPath();
@@ -84,17 +84,15 @@ function paintSegment(stroke, from, to) {
   context.stroke();
 }
 
+// Replays a stroke exactly as it was painted live (a dot, then each segment), so the picture
+// after Undo is pixel for pixel the one the user saw.
 function paintStroke(stroke) {
   const [first, ...rest] = stroke.points;
-  if (rest.length === 0) {
-    paintDot(stroke, first);
-    return;
-  }
-  penFor(stroke);
-  context.beginPath();
-  context.moveTo(first.x, first.y);
-  for (const point of rest) context.lineTo(point.x, point.y);
-  context.stroke();
+  paintDot(stroke, first);
+  rest.reduce((from, to) => {
+    paintSegment(stroke, from, to);
+    return to;
+  }, first);
 }
 
 function repaint() {
