@@ -1,0 +1,87 @@
+"""Forward-pass throughput of each shipped model: `python -m bench.model_speed`.
+
+The model ceiling every service figure is compared against: characters per second through
+`Predictor.probabilities` at batch 1, 32 and 256, median of repeated timed runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ml import Predictor, load_model
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+BATCH_SIZES = (1, 32, 256)
+
+
+def machine_line() -> str:
+    """One line describing where a figure was measured."""
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads"
+    )
+
+
+def characters_per_second(
+    predictor: Predictor, batch: int, seconds: float, rounds: int = 5
+) -> float:
+    """Median throughput over `rounds` timed runs of about `seconds / rounds` each."""
+    rng = np.random.default_rng(0)
+    inputs = rng.standard_normal((batch, 28, 28)).astype(np.float32)
+    for _ in range(3):
+        predictor.probabilities(inputs)
+    rates = []
+    for _ in range(rounds):
+        done, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds / rounds:
+            predictor.probabilities(inputs)
+            done += batch
+        rates.append(done / elapsed)
+    return statistics.median(rates)
+
+
+def measure(models: list[str], seconds: float, threads: int) -> dict:
+    results = {"machine": machine_line(), "threads": threads, "models": {}}
+    for name in models:
+        predictor = Predictor(load_model(name), device="cpu", threads=threads)
+        results["models"][name] = {
+            str(batch): round(characters_per_second(predictor, batch, seconds))
+            for batch in BATCH_SIZES
+        }
+    return results
+
+
+def to_markdown(results: dict) -> str:
+    header = "| model | " + " | ".join(f"batch {b}" for b in BATCH_SIZES) + " |"
+    rows = [header, "|---|" + "---:|" * len(BATCH_SIZES)]
+    for name, rates in results["models"].items():
+        rows.append(f"| {name} | " + " | ".join(f"{rates[str(b)]:,}/s" for b in BATCH_SIZES) + " |")
+    note = f"Characters per second, forward pass only. {results['machine']}."
+    return "\n".join(rows) + f"\n\n{note}\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["emnist47", "emnist62"])
+    parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per batch size")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "model_speed.json")
+    args = parser.parse_args(argv)
+    results = measure(args.models, args.seconds, args.threads)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(to_markdown(results))
+    print(to_markdown(results))
+
+
+if __name__ == "__main__":
+    main()
