@@ -33,7 +33,6 @@ from tests.service.conftest import (  # noqa: F401  (importing a fixture makes i
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-MODEL_FILE = ROOT / "models" / "emnist47" / "model.json"
 SCREENSHOT_DIR = Path(os.environ.get("HWR_SCREENSHOT_DIR", ROOT / "docs" / "screenshots"))
 # Not the service tests' Redis db: their worker (untrained models, another database) listens on
 # the same queue name and would take our jobs when both run in one pytest session.
@@ -80,7 +79,8 @@ def stack_settings(
     request: pytest.FixtureRequest, browser_redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
     """The shipped models, lightly threaded: the tests share the machine with other work."""
-    require(MODEL_FILE.is_file(), f"the trained model {MODEL_FILE.parent} is absent")
+    model = Settings().models_dir / "emnist47" / "model.json"
+    require(model.is_file(), f"the trained model {model.parent} is absent")
     return Settings(
         database_url=request.getfixturevalue("postgres_url"),
         broker_url=browser_redis_url,
