@@ -20,8 +20,8 @@ FILESYSTEM_POLL_S = 0.02
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:
-    if not settings.broker_url.startswith("filesystem"):
-        return {}
+    if settings.broker_url.startswith("redis"):
+        return {"global_keyprefix": settings.broker_key_prefix}
     folder = settings.state_dir / "broker"
     (folder / "control").mkdir(parents=True, exist_ok=True)
     return {

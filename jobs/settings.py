@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     broker_url: str = Field(
         "filesystem://", description="Celery broker; filesystem:// keeps messages in state_dir"
     )
+    broker_key_prefix: str = Field("", description="Prefix of every Redis key, to share one Redis")
     models_dir: Path = Field(ROOT / "models", description="Folder holding one folder per model")
     model_names: list[str] = Field(["emnist47", "emnist62"], description="Models clients may pick")
     default_model: str = Field("emnist47", description="Model used when a request names none")
@@ -36,7 +37,7 @@ class Settings(BaseSettings):
     predict_wait_s: float = Field(2.0, description="How long /predict waits before answering 202")
     inference_batch_size: int = Field(256, description="Items per forward pass in batch jobs")
     coalesce_max_batch: int = Field(64, description="Most canvas images in one forward pass")
-    coalesce_max_wait_ms: float = Field(20.0, description="Longest a canvas image waits for others")
+    coalesce_max_wait_ms: float = Field(50.0, description="Longest a canvas image waits for others")
     torch_threads: int = Field(2, description="torch threads per worker process")
     worker_concurrency: int = Field(32, description="Task threads per worker process")
     device: str = Field("", description="torch device for inference; empty: CUDA when present")

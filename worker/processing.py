@@ -28,6 +28,7 @@ def run_job(job_id: uuid.UUID) -> None:
     settings = get_settings()
     with session_scope(settings.database_url) as session:
         job = store.start_job(session, job_id)
+        items = store.pending_items(session, job_id, settings.inference_batch_size) if job else []
     if job is None:
         return
     try:
@@ -37,15 +38,13 @@ def run_job(job_id: uuid.UUID) -> None:
         _fail_remaining(job_id, f"Model {job.model!r} is not available on this worker.")
         return
     while True:
-        with session_scope(settings.database_url) as session:
-            items = store.pending_items(session, job_id, settings.inference_batch_size)
-        if not items:
-            break
         outcomes = _predict(items, model, job.model, job.for_canvas)
         with session_scope(settings.database_url) as session:
             store.save_outcomes(session, job_id, outcomes)
-    with session_scope(settings.database_url) as session:
-        store.finish_job(session, job_id, JobStatus.succeeded)
+            items = store.pending_items(session, job_id, settings.inference_batch_size)
+            if not items:
+                store.finish_job(session, job_id, JobStatus.succeeded)
+                return
 
 
 def _fail_remaining(job_id: uuid.UUID, message: str) -> None:

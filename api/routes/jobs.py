@@ -33,12 +33,12 @@ def read_job(settings: Settings, job_id: uuid.UUID, offset: int = 0, limit: int 
         return job_out(session, job, offset, limit)
 
 
-def accepted(response: Response, job: JobOut) -> JobOut:
-    """A job answer: where to poll it, and when to poll again while it is not finished."""
-    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+def job_headers(job: JobOut) -> dict[str, str]:
+    """Where to poll a job, and while it is not finished, when to poll again."""
+    headers = {"Location": f"/api/v1/jobs/{job.id}"}
     if not is_finished(job):
-        response.headers["Retry-After"] = POLL_AFTER_S
-    return job
+        headers["Retry-After"] = POLL_AFTER_S
+    return headers
 
 
 @router.post("", status_code=202, response_model=JobOut)
@@ -51,8 +51,11 @@ def create_job(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobOut:
     """Validate the upload, store it and queue it; answers 202 with the job."""
-    job_id = submit_job(settings, celery, files, model, idempotency_key=idempotency_key)
-    return accepted(response, read_job(settings, job_id))
+    job = read_job(
+        settings, submit_job(settings, celery, files, model, idempotency_key=idempotency_key)
+    )
+    response.headers.update(job_headers(job))
+    return job
 
 
 @router.get("/{job_id}", response_model=JobOut)
@@ -64,7 +67,9 @@ def get_job(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobOut:
     """Status, progress and one page of results."""
-    return accepted(response, read_job(settings, job_id, offset, limit))
+    job = read_job(settings, job_id, offset, limit)
+    response.headers.update(job_headers(job))
+    return job
 
 
 @router.get("/{job_id}/results.csv", response_class=StreamingResponse)

@@ -6,11 +6,12 @@ import asyncio
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from api.deps import CeleryDep, SettingsDep
-from api.routes.jobs import accepted, read_job
+from api.routes.jobs import job_headers, read_job
 from api.schemas import JobOut, PredictOut, is_finished
 from api.submit import submit_job
 
@@ -28,10 +29,9 @@ MAX_POLL_S = 0.1
 async def predict(
     settings: SettingsDep,
     celery: CeleryDep,
-    response: Response,
     file: Annotated[UploadFile, File(description="One image")],
     model: Annotated[str | None, Form(description="emnist47 (default) or emnist62")] = None,
-) -> PredictOut | JobOut:
+) -> PredictOut | JSONResponse:
     """200 with the result when it is ready within `predict_wait_s`, else 202 with the job."""
     job_id = await run_in_threadpool(submit_job, settings, celery, [file], model, True)
     deadline = time.monotonic() + settings.predict_wait_s
@@ -41,7 +41,6 @@ async def predict(
         if is_finished(job) and job.results.items:
             return PredictOut(job=job, result=job.results.items[0])
         if time.monotonic() + pause > deadline:
-            response.status_code = 202
-            return accepted(response, job)
+            return JSONResponse(job.model_dump(mode="json"), 202, headers=job_headers(job))
         await asyncio.sleep(pause)
         pause = min(pause * 1.5, MAX_POLL_S)

@@ -107,15 +107,17 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A Redis db number of its own, emptied before and after."""
+def redis_key_prefix() -> Iterator[str]:
+    """Keys of this session only, in a Redis db apart from the dev instance's, removed after."""
+    prefix = f"hwr-test-{uuid.uuid4().hex[:8]}:"
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
     try:
-        client.flushdb()
+        client.ping()
     except redis.ConnectionError as error:
         unavailable(f"Redis not reachable at {REDIS_URL}: {error}")
-    yield REDIS_URL
-    client.flushdb()
+    yield prefix
+    for key in client.scan_iter(match=f"{prefix}*"):
+        client.delete(key)
 
 
 def start_worker(settings: Settings) -> subprocess.Popen:
@@ -145,15 +147,19 @@ def stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def settings(
-    postgres_url: str, redis_url: str, models_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    postgres_url: str,
+    redis_key_prefix: str,
+    models_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Settings:
     return Settings(
         database_url=postgres_url,
-        broker_url=redis_url,
+        broker_url=REDIS_URL,
+        broker_key_prefix=redis_key_prefix,
         models_dir=models_dir,
         state_dir=tmp_path_factory.mktemp("state"),
         torch_threads=1,
-        worker_concurrency=8,
+        worker_concurrency=32,
         max_file_bytes=200_000,
         max_request_bytes=5_000_000,
         max_files=120,

@@ -6,6 +6,7 @@ import io
 import time
 import uuid
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import numpy as np
@@ -242,3 +243,22 @@ def test_retention_deletes_old_finished_jobs(settings: Settings, emnist_pngs: li
     with session_scope(settings.database_url) as session:
         assert store.delete_expired(session, timedelta(days=7)) >= 1
         assert store.get_job(session, job.id) is None
+
+
+def test_concurrent_canvas_requests_share_forward_passes(
+    client: TestClient, settings: Settings, emnist_pngs: list[bytes]
+):
+    """32 canvas users drawing at once: the worker coalesces their images into few batches."""
+    since = utcnow()
+
+    def user(number: int) -> list[int]:
+        canvas = {"file": ("canvas.png", emnist_pngs[number])}
+        return [client.post("/api/v1/predict", files=canvas).status_code for _ in range(3)]
+
+    with ThreadPoolExecutor(32) as users:
+        statuses = [status for codes in users.map(user, range(32)) for status in codes]
+    assert statuses == [200] * 96
+    with session_scope(settings.database_url) as session:
+        sizes = store.batch_sizes(session, since=since, coalesced=True)
+    assert sum(sizes) == 96
+    assert sum(sizes) / len(sizes) > 4, sizes
