@@ -1,0 +1,292 @@
+"""Accuracy on pool47 test images sent the way people send them: `python -m bench.robustness`.
+
+Each EMNIST test image is rendered as a user would produce it (a scanned page, a phone photo,
+a browser canvas, a marker drawing), encoded to file bytes, put through `ml.preprocess` and the
+model; macro accuracy per rendering style is compared with the model on the clean test images.
+Writes bench/results/robustness.json and robustness.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from ml import Predictor, load_model
+from ml.artifact import InputSpec
+from ml.data import DEFAULT_DATA_DIR, load_split
+from ml.metrics import macro_accuracy
+from ml.preprocess import PreprocessError, skeleton, to_model_input
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DEFAULT_LIMIT = 2000
+# A style passes when its macro accuracy is at most this many points below the clean images'.
+TOLERANCE_POINTS = 2.0
+CANVAS_SIDE = 280
+# Browser canvas strokes are antialiased: strokes are drawn this many times larger, then reduced.
+SUPERSAMPLE = 4
+# The centre line is found on the EMNIST image enlarged this many times.
+THIN_SCALE = 4
+
+Renderer = Callable[[np.ndarray, np.random.Generator], bytes]
+
+
+def encode(image: Image.Image, file_format: str, **options: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=file_format, **options)
+    return buffer.getvalue()
+
+
+def page(pixels: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """Dark ink on white or off-white paper, enlarged 4-16x and placed off-centre on a page."""
+    side = round(28 * rng.uniform(4, 16))
+    letter = np.asarray(
+        Image.fromarray(pixels).resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32
+    )
+    page_side = round(side * rng.uniform(1.3, 2.2))
+    paper, ink = rng.uniform(200, 255), rng.uniform(0, 70)
+    sheet = np.full((page_side, page_side), paper, dtype=np.float32)
+    top, left = rng.integers(0, page_side - side + 1, size=2)
+    coverage = letter / 255.0
+    region = sheet[top : top + side, left : left + side]
+    region[:] = region * (1 - coverage) + ink * coverage
+    return Image.fromarray(np.rint(sheet).astype(np.uint8), mode="L")
+
+
+def scan(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    return encode(page(pixels, rng), "PNG", compress_level=1)
+
+
+def rotated(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    sheet = page(pixels, rng)
+    paper = int(np.median(np.asarray(sheet)))
+    angle = rng.uniform(-8, 8)
+    return encode(
+        sheet.rotate(angle, Image.Resampling.BILINEAR, fillcolor=paper), "PNG", compress_level=1
+    )
+
+
+def blurred(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    sheet = page(pixels, rng)
+    radius = rng.uniform(0.5, 2.5) * sheet.width / 600
+    return encode(sheet.filter(ImageFilter.GaussianBlur(radius)), "PNG", compress_level=1)
+
+
+def noisy(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    sheet = np.asarray(page(pixels, rng), dtype=np.float32)
+    sheet = sheet + rng.normal(0, rng.uniform(4, 16), size=sheet.shape)
+    return encode(Image.fromarray(np.clip(np.rint(sheet), 0, 255).astype(np.uint8)), "PNG")
+
+
+def jpeg(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    return encode(page(pixels, rng).convert("RGB"), "JPEG", quality=int(rng.integers(50, 91)))
+
+
+def photo(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """Everything a phone adds at once: tilt, blur, sensor noise and JPEG."""
+    sheet = page(pixels, rng)
+    paper = int(np.median(np.asarray(sheet)))
+    sheet = sheet.rotate(rng.uniform(-8, 8), Image.Resampling.BILINEAR, fillcolor=paper)
+    sheet = sheet.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0) * sheet.width / 600))
+    values = np.asarray(sheet, dtype=np.float32) + rng.normal(0, rng.uniform(3, 10), sheet.size)
+    noisy_sheet = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+    return encode(noisy_sheet.convert("RGB"), "JPEG", quality=int(rng.integers(50, 91)))
+
+
+def pen_canvas(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """The letter's centre line drawn with a 1-3 px pen on a transparent 280x280 canvas."""
+    enlarged = Image.fromarray(pixels).resize(
+        (28 * THIN_SCALE, 28 * THIN_SCALE), Image.Resampling.BILINEAR
+    )
+    centre_line = skeleton(np.asarray(enlarged) >= 128)
+    scale = rng.uniform(150, 250) / (28 * THIN_SCALE) * SUPERSAMPLE
+    offset = rng.uniform(0, CANVAS_SIDE * SUPERSAMPLE - 28 * THIN_SCALE * scale, size=2)
+    width = round(rng.uniform(1, 3) * SUPERSAMPLE)
+    canvas = Image.new("L", (CANVAS_SIDE * SUPERSAMPLE,) * 2, 0)
+    draw = ImageDraw.Draw(canvas)
+    rows, cols = np.nonzero(centre_line)
+    points = set(zip(rows.tolist(), cols.tolist(), strict=True))
+    for row, col in points:
+        start = (offset[0] + col * scale, offset[1] + row * scale)
+        draw.ellipse(
+            [
+                start[0] - width / 2,
+                start[1] - width / 2,
+                start[0] + width / 2,
+                start[1] + width / 2,
+            ],
+            fill=255,
+        )
+        for d_row, d_col in ((0, 1), (1, -1), (1, 0), (1, 1)):
+            if (row + d_row, col + d_col) in points:
+                end = (offset[0] + (col + d_col) * scale, offset[1] + (row + d_row) * scale)
+                draw.line([start, end], fill=255, width=width)
+    alpha = canvas.reduce(SUPERSAMPLE)
+    stroke = Image.new("RGBA", alpha.size, (0, 0, 0, 0))
+    stroke.putalpha(alpha)
+    return encode(stroke, "PNG")
+
+
+def marker(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """Strokes 1.5-2 times EMNIST's width, dark on white, as a felt marker draws them."""
+    side = round(28 * rng.uniform(6, 10))
+    letter = Image.fromarray(pixels).resize((side, side), Image.Resampling.BICUBIC)
+    spread = letter.filter(ImageFilter.GaussianBlur(side / 28 * rng.uniform(0.5, 0.9)))
+    fat = np.asarray(spread) >= 40
+    ink = Image.fromarray(np.where(fat, 20, 250).astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(side / 200)
+    )
+    sheet = Image.new("L", (round(side * 1.5),) * 2, 250)
+    sheet.paste(ink, tuple(rng.integers(0, sheet.width - side + 1, size=2).tolist()))
+    return encode(sheet, "PNG")
+
+
+STYLES: dict[str, Renderer] = {
+    "scan": scan,
+    "rotated": rotated,
+    "blurred": blurred,
+    "noisy": noisy,
+    "jpeg": jpeg,
+    "photo": photo,
+    "pen_canvas": pen_canvas,
+    "marker": marker,
+}
+
+
+def stratified(labels: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of the first `limit // classes` test images of every class, in file order."""
+    classes = np.unique(labels)
+    per_class = max(1, limit // len(classes))
+    chosen = [np.flatnonzero(labels == label)[:per_class] for label in classes]
+    return np.sort(np.concatenate(chosen))
+
+
+def style_inputs(
+    render: Renderer, images: np.ndarray, style_index: int, spec_input: InputSpec, seed: int
+) -> tuple[np.ndarray, int]:
+    """Model inputs for every image rendered in one style; failed images become all-background."""
+    inputs = np.empty((len(images), 28, 28), dtype=np.float32)
+    failures = 0
+    for index, pixels in enumerate(images):
+        rng = np.random.default_rng([seed, style_index, index])
+        try:
+            inputs[index] = to_model_input(render(pixels, rng), spec_input)
+        except PreprocessError:
+            inputs[index] = spec_input.normalize(np.zeros((28, 28), dtype=np.float32))
+            failures += 1
+    return inputs, failures
+
+
+def measure(model: str, data_dir: Path, limit: int, styles: list[str], seed: int) -> dict:
+    loaded = load_model(model)
+    data = load_split(data_dir, "pool47", "test")
+    if loaded.spec.labels != data.characters:
+        raise SystemExit(f"{model} was not trained on pool47's labels")
+    chosen = stratified(data.labels, limit)
+    images, truth = data.images[chosen], data.labels[chosen]
+    predictor = Predictor(loaded, device="cpu", threads=1)
+    spec_input = loaded.spec.input
+    classes = data.num_classes
+
+    def score(inputs: np.ndarray) -> dict:
+        predicted = predictor.probabilities(inputs).argmax(axis=1)
+        return {
+            "accuracy": round(float((predicted == truth).mean()), 4),
+            "macro_accuracy": round(macro_accuracy(truth, predicted, classes), 4),
+        }
+
+    clean = score(spec_input.normalize(images.astype(np.float32)))
+    rows = {}
+    for style_index, name in enumerate(styles):
+        started = time.perf_counter()
+        inputs, failures = style_inputs(STYLES[name], images, style_index, spec_input, seed)
+        figures = score(inputs)
+        gap = 100 * (clean["macro_accuracy"] - figures["macro_accuracy"])
+        rows[name] = {
+            **figures,
+            "gap_points": round(gap, 2),
+            "passes": gap <= TOLERANCE_POINTS,
+            "preprocess_errors": failures,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        print(f"{name:12s} macro {figures['macro_accuracy']:.4f} gap {gap:+.2f} points")
+    macro = [row["macro_accuracy"] for row in rows.values()]
+    overall = {
+        "macro_accuracy_mean": round(float(np.mean(macro)), 4),
+        "worst_gap_points": round(max(row["gap_points"] for row in rows.values()), 2),
+        "all_pass": all(row["passes"] for row in rows.values()),
+    }
+    return {
+        "model": loaded.spec.name,
+        "model_path": str(loaded.path),
+        "split": "pool47 test",
+        "images": int(len(truth)),
+        "selection": f"first {len(truth) // classes} test images of each of {classes} classes",
+        "seed": seed,
+        "tolerance_points": TOLERANCE_POINTS,
+        "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+        "clean": clean,
+        "styles": rows,
+        "overall": overall,
+    }
+
+
+def markdown(results: dict) -> str:
+    """The results as a table for humans; the JSON beside it holds the same figures."""
+    lines = [
+        f"# Robustness of preprocessing + {results['model']} ({results['split']})",
+        "",
+        f"{results['images']} images ({results['selection']}), measured {results['measured']}.",
+        f"A style passes when its macro accuracy is within {results['tolerance_points']} points "
+        "of the clean test images fed to the model directly.",
+        "",
+        "| style | accuracy | macro accuracy | gap (points) | passes | preprocess errors |",
+        "|---|---|---|---|---|---|",
+        f"| clean (no preprocessing) | {results['clean']['accuracy']:.4f} "
+        f"| {results['clean']['macro_accuracy']:.4f} | | | |",
+    ]
+    for name, row in results["styles"].items():
+        lines.append(
+            f"| {name} | {row['accuracy']:.4f} | {row['macro_accuracy']:.4f} "
+            f"| {row['gap_points']:+.2f} | {'yes' if row['passes'] else 'no'} "
+            f"| {row['preprocess_errors']} |"
+        )
+    overall = results["overall"]
+    lines += [
+        f"| **overall** (mean of styles) | | {overall['macro_accuracy_mean']:.4f} "
+        f"| worst {overall['worst_gap_points']:+.2f} "
+        f"| {'yes' if overall['all_pass'] else 'no'} | |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="emnist47", help="shipped name or model folder")
+    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="test images in all")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--styles", nargs="+", choices=sorted(STYLES), default=list(STYLES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the results")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    results = measure(args.model, args.data_dir, args.limit, args.styles, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "robustness.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "robustness.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
