@@ -6,6 +6,7 @@ import io
 import time
 import uuid
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -262,3 +263,14 @@ def test_concurrent_canvas_requests_share_forward_passes(
         sizes = store.batch_sizes(session, since=since, coalesced=True)
     assert sum(sizes) == 96
     assert sum(sizes) / len(sizes) > 4, sizes
+
+
+def test_a_streamed_body_is_cut_off_at_the_request_limit(client: TestClient):
+    def endless_part() -> Iterator[bytes]:
+        yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+        for _ in range(100):
+            yield bytes(100_000)
+
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    response = client.post(JOBS, content=endless_part(), headers=headers)
+    assert response.status_code == 413 and "MB allowed" in response.json()["detail"]
