@@ -168,8 +168,7 @@ class JobsClient:
         return self._request("GET", f"/jobs/{job_id}/results.csv").text
 
     def cancel(self, job_id: str) -> Json | None:
-        """Cancel an unfinished job (its state comes back if the server sends it) or delete a
-        finished one (None)."""
+        """Cancel an unfinished job (returns it, canceled) or delete a finished one (None)."""
         response = self._request("DELETE", f"/jobs/{job_id}")
         return None if response.status_code == 204 else response.json()
 

@@ -27,7 +27,7 @@ from rich.progress import (
 )
 
 from client import render
-from client.api import DEFAULT_URL, ClientError, JobsClient, Json, ServerUnreachable
+from client.api import DEFAULT_URL, FINISHED, ClientError, JobsClient, Json, ServerUnreachable
 from client.paths import PathError, expand_paths
 
 EXIT_FAILED = 1
@@ -147,7 +147,7 @@ def results(
 def cancel(ctx: typer.Context, job_id: JobId) -> None:
     """Cancel an unfinished job, or delete a finished one and its results."""
     with _session(ctx) as client:
-        was_finished = client.get_job(job_id, limit=1)["status"] not in ("queued", "running")
+        was_finished = client.get_job(job_id, limit=1)["status"] in FINISHED
         client.cancel(job_id)
     stderr.print(f"job {job_id} {'deleted' if was_finished else 'canceled'}")
 
@@ -164,6 +164,7 @@ def models(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 
 def _output(as_csv: bool, as_json: bool) -> Output:
+    """Two flags read better than `--format`, so refuse the one combination that makes no sense."""
     if as_csv and as_json:
         _fail("choose one of --csv and --json", EXIT_USAGE)
     return Output.csv if as_csv else Output.json if as_json else Output.table
@@ -200,6 +201,7 @@ def _counts(job: Json) -> tuple[int, int]:
 
 
 def _print_results(client: JobsClient, job: Json, output: Output) -> None:
+    """CSV is the server's own, so it matches what the batch page downloads byte for byte."""
     if output is Output.csv:
         stdout.out(client.results_csv(job["id"]), end="")
         return

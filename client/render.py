@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.table import Column, Table
 
-Json = dict[str, Any]
+from client.api import Json
 
 
 def job_summary(job: Json) -> str:
