@@ -14,7 +14,7 @@ import numpy as np
 
 from jobs import store
 from jobs.db import session_scope
-from jobs.schema import Item, JobStatus
+from jobs.schema import Item, Job, JobStatus
 from jobs.settings import get_settings
 from ml.artifact import ModelArtifactError
 from ml.predictor import Prediction, Predictor
@@ -35,7 +35,7 @@ def run_job(job_id: uuid.UUID) -> None:
         model = inference.predictor(job.model)
     except ModelArtifactError as error:
         logger.error("job %s: %s", job_id, error)
-        _fail_remaining(job_id, f"Model {job.model!r} is not available on this worker.")
+        _fail_remaining(job, f"Model {job.model!r} is not available on this worker.")
         return
     while True:
         outcomes = _predict(items, model, job.model, job.for_canvas)
@@ -47,13 +47,12 @@ def run_job(job_id: uuid.UUID) -> None:
                 return
 
 
-def _fail_remaining(job_id: uuid.UUID, message: str) -> None:
-    settings = get_settings()
-    with session_scope(settings.database_url) as session:
-        items = store.pending_items(session, job_id, limit=settings.max_files)
+def _fail_remaining(job: Job, message: str) -> None:
+    with session_scope(get_settings().database_url) as session:
+        items = store.pending_items(session, job.id, limit=job.total)
         failures = [store.Outcome.failure(item.index, message) for item in items]
-        store.save_outcomes(session, job_id, failures)
-        store.finish_job(session, job_id, JobStatus.failed)
+        store.save_outcomes(session, job.id, failures)
+        store.finish_job(session, job.id, JobStatus.failed)
 
 
 def _model_input(item: Item, model: Predictor) -> np.ndarray:

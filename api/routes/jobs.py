@@ -51,9 +51,8 @@ def create_job(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobOut:
     """Validate the upload, store it and queue it; answers 202 with the job."""
-    job = read_job(
-        settings, submit_job(settings, celery, files, model, idempotency_key=idempotency_key)
-    )
+    job_id = submit_job(settings, celery, files, model, idempotency_key=idempotency_key)
+    job = read_job(settings, job_id)
     response.headers.update(job_headers(job))
     return job
 

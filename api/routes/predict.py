@@ -33,7 +33,7 @@ async def predict(
     model: Annotated[str | None, Form(description="emnist47 (default) or emnist62")] = None,
 ) -> PredictOut | JSONResponse:
     """200 with the result when it is ready within `predict_wait_s`, else 202 with the job."""
-    job_id = await run_in_threadpool(submit_job, settings, celery, [file], model, True)
+    job_id = await run_in_threadpool(submit_job, settings, celery, [file], model, for_canvas=True)
     deadline = time.monotonic() + settings.predict_wait_s
     pause = FIRST_POLL_S
     while True:

@@ -30,8 +30,9 @@ from jobs.db import engine_for
 from jobs.queue import make_celery
 from jobs.settings import ROOT, Settings
 from ml.artifact import InputSpec, ModelSpec, save_model
-from ml.data import DEFAULT_DATA_DIR, read_mapping
+from ml.data import read_mapping
 from ml.model import ARCHITECTURE, CharCNN
+from tests.conftest import require
 
 POSTGRES_ADMIN = os.environ.get("HWR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("HWR_TEST_REDIS", "redis://127.0.0.1:6379/13")
@@ -40,9 +41,7 @@ WORKER_START_S = 90
 
 def unavailable(reason: str) -> None:
     """Fail in CI, where every service must be present; skip elsewhere."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI requires it)")
-    pytest.skip(reason)
+    require(False, reason)
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -59,12 +58,12 @@ def migrate(database_url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def models_dir(emnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Small untrained models with the real label sets: the service tests need no accuracy."""
     folder = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     for name, split in (("emnist47", "pool47"), ("emnist62", "pool62")):
-        labels, _ = read_mapping(DEFAULT_DATA_DIR / f"emnist-{split}-mapping.txt")
+        labels, _ = read_mapping(emnist_dir / f"emnist-{split}-mapping.txt")
         spec = ModelSpec(
             name=name,
             architecture=ARCHITECTURE,

@@ -9,6 +9,7 @@ import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from jobs.settings import Settings
 from jobs.store import NewItem
 from jobs.sweep import sweep_once
 from ml import Predictor, load_model
-from ml.data import DEFAULT_DATA_DIR, load_split
+from ml.data import load_split
 from ml.preprocess import to_model_input
 from tests.service.conftest import png_bytes
 
@@ -31,8 +32,8 @@ FINISHED = ("succeeded", "failed", "canceled")
 
 
 @pytest.fixture(scope="module")
-def emnist_pngs() -> list[bytes]:
-    images = load_split(DEFAULT_DATA_DIR, "pool47", "test").images[:100]
+def emnist_pngs(emnist_dir: Path) -> list[bytes]:
+    images = load_split(emnist_dir, "pool47", "test").images[:100]
     return [png_bytes(image) for image in images]
 
 
@@ -213,6 +214,7 @@ def test_models_and_health(client: TestClient):
     assert models["emnist47"]["num_classes"] == len(models["emnist47"]["labels"]) == 47
     assert models["emnist62"]["num_classes"] == 62
     assert client.get("/healthz").json() == {"status": "ok"}
+    assert "/api/v1/jobs" in client.get("/openapi.json").json()["paths"]
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
 
