@@ -461,8 +461,10 @@ def _even_strokes(ink: np.ndarray) -> np.ndarray:
     if low <= width <= high:
         return mask
     if width > high:
-        mask, width = skeleton(mask), 1.0
-        extent = _extent(mask)
+        centre_line = skeleton(mask)
+        if not centre_line.any():
+            return mask
+        mask, width, extent = centre_line, 1.0, _extent(centre_line)
     target = STROKE_TARGET / LETTER_SIDE
     radius = round((target * extent - width) / (2 * (1 - target)))
     return _dilate(mask, min(radius, MAX_DILATION)) if radius > 0 else mask
