@@ -276,3 +276,14 @@ def test_a_streamed_body_is_cut_off_at_the_request_limit(client: TestClient):
     headers = {"Content-Type": "multipart/form-data; boundary=b"}
     response = client.post(JOBS, content=endless_part(), headers=headers)
     assert response.status_code == 413 and "MB allowed" in response.json()["detail"]
+
+
+def test_a_job_for_a_missing_model_fails_with_a_reason(
+    client: TestClient, settings: Settings, emnist_pngs: list[bytes]
+):
+    with session_scope(settings.database_url) as session:
+        job = store.create_job(session, "retired-model", [NewItem("a.png", emnist_pngs[0])])
+    enqueue_job(make_celery(settings), job.id, "cpu")
+    finished = wait_for(client, str(job.id))
+    assert finished["status"] == "failed"
+    assert "not available" in finished["results"]["items"][0]["error"]
