@@ -67,11 +67,16 @@ async function request(path, options = {}) {
 
 function sleep(ms, signal) {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
+    signal?.throwIfAborted();
+    const onAbort = () => {
       clearTimeout(timer);
       reject(signal.reason);
-    }, { once: true });
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
 
@@ -140,7 +145,7 @@ export function newIdempotencyKey() {
 
 // Starts a batch job. XMLHttpRequest rather than fetch because only it reports upload progress
 // (`onUploadProgress(fraction)`). Reusing `idempotencyKey` on a retry can't create a second job.
-export function submitJob(files, model, { idempotencyKey, onUploadProgress } = {}) {
+export function submitJob(files, model, { idempotencyKey, onUploadProgress, signal } = {}) {
   const form = new FormData();
   for (const file of files) form.append("files", file, file.name);
   form.append("model", model);
@@ -157,6 +162,8 @@ export function submitJob(files, model, { idempotencyKey, onUploadProgress } = {
       else reject(new ApiError(errorMessage(xhr.response, xhr.status), xhr.status));
     });
     xhr.addEventListener("error", () => reject(new ApiError(OFFLINE)));
+    xhr.addEventListener("abort", () => reject(signal.reason));
+    signal?.addEventListener("abort", () => xhr.abort(), { once: true });
     xhr.send(form);
   });
 }

@@ -55,8 +55,14 @@ let jobId = null;
 let shownResults = 0;
 // Object URLs of the uploaded files by name, to show each result beside its own picture.
 let previews = new Map();
-let following = null;
+// The batch on screen owns this: starting another one aborts its upload and its polling.
+let activeBatch = null;
 let retryAction = null;
+
+// Floors, unlike formatPercent: a bar must not read 100% while anything is left to do.
+function progressPercent(fraction) {
+  return `${Math.floor(fraction * 100)}%`;
+}
 
 function plural(count, noun) {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;
@@ -97,8 +103,14 @@ function forgetPreviews() {
   previews = new Map();
 }
 
+function takeOverPage() {
+  activeBatch?.abort();
+  activeBatch = new AbortController();
+  return activeBatch.signal;
+}
+
 function resetPage() {
-  following?.abort();
+  activeBatch?.abort();
   forgetPreviews();
   clearFailure();
   jobId = null;
@@ -112,7 +124,7 @@ function resetPage() {
 
 function setUploadProgress(fraction) {
   elements.uploadProgress.value = fraction * 100;
-  elements.uploadText.textContent = formatPercent(fraction);
+  elements.uploadText.textContent = progressPercent(fraction);
   if (fraction >= 1) elements.jobStatus.textContent = "Uploaded. Waiting for the server…";
 }
 
@@ -139,7 +151,7 @@ function showProgress(job) {
   const fraction = total ? done / total : Number(isFinished(job));
   elements.jobRow.hidden = false;
   elements.jobProgress.value = fraction * 100;
-  elements.jobText.textContent = `${done} of ${total} · ${formatPercent(fraction)}`;
+  elements.jobText.textContent = `${done} of ${total} · ${progressPercent(fraction)}`;
   // The live status changes only with the job's state, so screen readers aren't flooded by counts.
   const sentence = statusSentence(job);
   if (elements.jobStatus.textContent !== sentence) elements.jobStatus.textContent = sentence;
@@ -213,8 +225,8 @@ function summarise(job) {
   return `${counts} Answers below ${formatPercent(LOW_CONFIDENCE)} confidence are highlighted.`;
 }
 
-async function showResults(id) {
-  const { job } = await getJob(id, { offset: 0, limit: PAGE_SIZE });
+async function showResults(id, signal) {
+  const { job } = await getJob(id, { offset: 0, limit: PAGE_SIZE, signal });
   elements.results.hidden = false;
   elements.summary.textContent = summarise(job);
   elements.grid.replaceChildren();
@@ -234,34 +246,33 @@ async function showMoreResults() {
   }
 }
 
-// Polls the job to its end, then shows its results. Starting another batch aborts this.
-async function followJob(job) {
+// Polls the job to its end, then shows its results.
+async function followJob(job, signal) {
   jobId = job.id;
-  following?.abort();
-  const controller = new AbortController();
-  following = controller;
   elements.job.hidden = false;
   showJobLinks(job.id);
   try {
     showProgress(job);
     const finished = isFinished(job)
       ? job
-      : await waitForJob(job.id, { onUpdate: showProgress, limit: 1, signal: controller.signal });
+      : await waitForJob(job.id, { onUpdate: showProgress, limit: 1, signal });
     if (finished.status === "failed") {
       showNotice(elements.notice, "The job failed on the server. Any results it finished are below.");
     }
-    await showResults(job.id);
+    await showResults(job.id, signal);
   } catch (error) {
     if (error.name !== "AbortError") fail(error, () => reopenJob(job.id));
   }
 }
 
 async function reopenJob(id) {
+  const signal = takeOverPage();
   clearFailure();
   try {
-    const { job } = await getJob(id, { limit: 1 });
-    await followJob(job);
+    const { job } = await getJob(id, { limit: 1, signal });
+    await followJob(job, signal);
   } catch (error) {
+    if (error.name === "AbortError") return;
     // A malformed id (422) in a hand-edited link means the same to the user as a missing job.
     const notFound = error instanceof ApiError && [404, 422].includes(error.status);
     fail(notFound ? new ApiError(NO_SUCH_JOB, 404) : error, () => reopenJob(id));
@@ -270,6 +281,7 @@ async function reopenJob(id) {
 
 async function sendUpload() {
   const { files, model, idempotencyKey } = pendingUpload;
+  const signal = takeOverPage();
   clearFailure();
   elements.job.hidden = false;
   elements.uploadRow.hidden = false;
@@ -277,8 +289,13 @@ async function sendUpload() {
   elements.jobStatus.textContent = `Uploading ${plural(files.length, "file")}…`;
   let job;
   try {
-    job = await submitJob(files, model, { idempotencyKey, onUploadProgress: setUploadProgress });
+    job = await submitJob(files, model, {
+      idempotencyKey,
+      onUploadProgress: setUploadProgress,
+      signal,
+    });
   } catch (error) {
+    if (error.name === "AbortError") return;
     fail(error, sendUpload);
     elements.jobStatus.textContent = "The upload did not go through.";
     return;
@@ -286,7 +303,7 @@ async function sendUpload() {
   pendingUpload = null;
   setUploadProgress(1);
   rememberPreviews(files);
-  await followJob(job);
+  await followJob(job, signal);
 }
 
 function startBatch(fileList) {
