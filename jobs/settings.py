@@ -19,7 +19,8 @@ class Settings(BaseSettings):
     state_dir: Path = Field(ROOT / "var", description="Where the embedded database and broker live")
     database_url: str = Field("", description="SQLAlchemy URL; empty: SQLite in state_dir")
     broker_url: str = Field(
-        "filesystem://", description="Celery broker; filesystem:// keeps messages in state_dir"
+        "filesystem://localhost/",
+        description="Celery broker; filesystem:// keeps messages in state_dir",
     )
     broker_key_prefix: str = Field("", description="Prefix of every Redis key, to share one Redis")
     models_dir: Path = Field(ROOT / "models", description="Folder holding one folder per model")

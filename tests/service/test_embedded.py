@@ -35,7 +35,7 @@ def embedded(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         torch_threads=1,
         worker_concurrency=4,
     )
-    assert settings.database_url.startswith("sqlite") and settings.broker_url == "filesystem://"
+    assert settings.database_url.startswith("sqlite") and settings.broker_url.startswith("filesystem://")
     migrate(settings.database_url)
     port = free_port()
     launcher = subprocess.Popen(
