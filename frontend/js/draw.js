@@ -148,6 +148,11 @@ function endStroke(event) {
   if (event.pointerId !== activePointerId) return;
   activeStroke = null;
   activePointerId = null;
+  scheduleAutoPredict();
+}
+
+function scheduleAutoPredict() {
+  cancelAutoPredict();
   if (elements.autoPredict.checked && hasInk()) {
     autoPredictTimer = setTimeout(predictDrawing, AUTO_PREDICT_DELAY_MS);
   }
@@ -167,11 +172,12 @@ function abortPrediction() {
 
 function undo() {
   if (activeStroke || strokes.length === 0) return;
-  cancelAutoPredict();
+  abortPrediction();
   strokes.pop();
   repaint();
   drawingChanged();
-  if (strokes.length === 0) resetResult();
+  if (hasInk()) scheduleAutoPredict();
+  else resetResult();
 }
 
 function clearPad() {
@@ -301,6 +307,8 @@ function start() {
   canvas.addEventListener("pointermove", extendStroke);
   canvas.addEventListener("pointerup", endStroke);
   canvas.addEventListener("pointercancel", endStroke);
+  // Capture can be taken away (e.g. by a system gesture) without a pointerup.
+  canvas.addEventListener("lostpointercapture", endStroke);
   elements.drawTool.addEventListener("click", () => selectTool("draw"));
   elements.eraseTool.addEventListener("click", () => selectTool("erase"));
   elements.undo.addEventListener("click", undo);
