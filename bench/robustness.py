@@ -44,6 +44,11 @@ def encode(image: Image.Image, file_format: str, **options: int) -> bytes:
     return buffer.getvalue()
 
 
+def as_is(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """The EMNIST image itself as a PNG: what re-cropping and re-drawing alone cost."""
+    return encode(Image.fromarray(pixels), "PNG")
+
+
 def page(pixels: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """Dark ink on white or off-white paper, enlarged 4-16x and placed off-centre on a page."""
     side = round(28 * rng.uniform(4, 16))
@@ -149,6 +154,7 @@ def marker(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
 
 
 STYLES: dict[str, Renderer] = {
+    "as_is": as_is,
     "scan": scan,
     "rotated": rotated,
     "blurred": blurred,
