@@ -57,6 +57,10 @@ MIN_SNR = 6.0
 NOISE_FLOOR_SIGMAS = 3.0
 # Median absolute difference of neighbouring pixels, per sigma of Gaussian noise: 0.6745 * sqrt(2).
 MAD_DIFF_PER_SIGMA = 0.954
+# Uneven lighting is measured on this many by this many blocks, and divided out when the paper's
+# brightness varies by at least this many grey levels (a scan's or a canvas's does not).
+LIGHTING_GRID = 6
+LIGHTING_MIN_SPREAD = 40
 # Ink at or above this level (of 255) bounds the letter; a quarter keeps faint thin pen lines.
 BOX_THRESHOLD = 64
 # A run of ink rows or columns at the edge with less than this share of the ink is a speck.
@@ -370,6 +374,10 @@ def _letter_pixels(gray: Image.Image) -> np.ndarray:
     """
     factor = math.ceil(max(gray.size) / ANALYSIS_MAX_SIDE)
     small = gray.reduce(factor) if factor > 1 else gray
+    lighting = _paper_lighting(np.asarray(small))
+    if lighting is not None:
+        gray = _divide_lighting(gray, lighting)
+        small = gray.reduce(factor) if factor > 1 else gray
     table = _ink_table(small)
     top, bottom, left, right = (side * factor for side in _ink_box(np.asarray(small.point(table))))
     crop = gray.crop(
@@ -384,6 +392,32 @@ def _letter_pixels(gray: Image.Image) -> np.ndarray:
     size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
     ink = crop.point(table).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     return _render(_even_strokes(np.asarray(ink)))
+
+
+def _paper_lighting(pixels: np.ndarray) -> np.ndarray | None:
+    """Brightness of light paper across the image, on a coarse grid; None where it is even.
+
+    A phone photo is lit unevenly: each block's bright percentile is its paper, and the
+    brightest of a block's neighbours stands in where thick ink covers most of a block.
+    """
+    height, width = pixels.shape
+    grid = LIGHTING_GRID
+    if min(height, width) < 2 * grid or np.median(pixels) < 128:
+        return None
+    rows, cols = height // grid, width // grid
+    blocks = pixels[: rows * grid, : cols * grid].reshape(grid, rows, grid, cols)
+    paper = np.percentile(blocks.transpose(0, 2, 1, 3).reshape(grid, grid, -1), 90, axis=2)
+    padded = np.pad(paper, 1, mode="edge")
+    paper = np.max([padded[r : r + grid, c : c + grid] for r in range(3) for c in range(3)], axis=0)
+    return paper if paper.max() - paper.min() >= LIGHTING_MIN_SPREAD else None
+
+
+def _divide_lighting(gray: Image.Image, paper: np.ndarray) -> Image.Image:
+    """Grey levels relative to the local paper brightness, so paper is white everywhere."""
+    grid = Image.fromarray(np.clip(paper, 1, 255).astype(np.uint8), mode="L")
+    lighting = np.asarray(grid.resize(gray.size, Image.Resampling.BILINEAR), dtype=np.float32)
+    flat = np.asarray(gray, dtype=np.float32) * (255.0 / np.maximum(lighting, 1.0))
+    return Image.fromarray(np.clip(np.rint(flat), 0, 255).astype(np.uint8), mode="L")
 
 
 def _ink_table(small: Image.Image) -> list[int]:

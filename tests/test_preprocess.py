@@ -275,6 +275,14 @@ def test_detached_speck_and_noise_do_not_move_the_letter() -> None:
     assert mean_difference(to_model_input(encode(image), SPEC), REFERENCE) < 6
 
 
+def test_uneven_lighting_is_divided_out() -> None:
+    # Paper from 250 on the left to 60 on the right, ink reflecting 15% of the light it gets.
+    reflectance = np.asarray(letter(pen=8), dtype=np.float64) / 255 * 0.85 + 0.15
+    photo = np.linspace(250, 60, 280)[None, :] * reflectance
+    image = Image.fromarray(np.rint(photo).astype(np.uint8))
+    assert mean_difference(to_model_input(encode(image, "JPEG"), SPEC), REFERENCE) < 6
+
+
 def test_big_photo_is_handled_after_downscaling() -> None:
     photo = Image.new("L", (4000, 3000), 235)
     photo.paste(letter(side=600, pen=14, paper=235, ink=40), (2900, 400))
