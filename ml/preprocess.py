@@ -374,7 +374,7 @@ def _letter_pixels(gray: Image.Image) -> np.ndarray:
     """
     factor = math.ceil(max(gray.size) / ANALYSIS_MAX_SIDE)
     small = gray.reduce(factor) if factor > 1 else gray
-    lighting = _paper_lighting(np.asarray(small))
+    lighting = _paper_lighting(small)
     if lighting is not None:
         gray = _divide_lighting(gray, lighting)
         small = gray.reduce(factor) if factor > 1 else gray
@@ -394,19 +394,25 @@ def _letter_pixels(gray: Image.Image) -> np.ndarray:
     return _render(_even_strokes(np.asarray(ink)))
 
 
-def _paper_lighting(pixels: np.ndarray) -> np.ndarray | None:
+def _paper_lighting(small: Image.Image) -> np.ndarray | None:
     """Brightness of light paper across the image, on a coarse grid; None where it is even.
 
     A phone photo is lit unevenly: each block's bright percentile is its paper, and the
     brightest of a block's neighbours stands in where thick ink covers most of a block.
     """
-    height, width = pixels.shape
+    histogram = small.histogram()
+    total = sum(histogram)
     grid = LIGHTING_GRID
-    if min(height, width) < 2 * grid or np.median(pixels) < 128:
+    uniform = max(histogram) * 4 >= total * 3
+    dark = sum(histogram[:128]) * 2 >= total
+    if uniform or dark or min(small.size) < 2 * grid:
         return None
-    rows, cols = height // grid, width // grid
+    pixels = np.asarray(small)
+    rows, cols = small.height // grid, small.width // grid
     blocks = pixels[: rows * grid, : cols * grid].reshape(grid, rows, grid, cols)
-    paper = np.percentile(blocks.transpose(0, 2, 1, 3).reshape(grid, grid, -1), 90, axis=2)
+    blocks = blocks.transpose(0, 2, 1, 3).reshape(grid, grid, rows * cols)
+    rank = int(rows * cols * 0.9)
+    paper = np.partition(blocks, rank, axis=2)[:, :, rank].astype(np.float32)
     padded = np.pad(paper, 1, mode="edge")
     paper = np.max([padded[r : r + grid, c : c + grid] for r in range(3) for c in range(3)], axis=0)
     return paper if paper.max() - paper.min() >= LIGHTING_MIN_SPREAD else None
