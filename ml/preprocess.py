@@ -20,6 +20,7 @@ DEFAULT_MAX_PIXELS = 25_000_000
 DEFAULT_MAX_FRAMES = 100
 # Phone photos with several pictures (MPO) are opened through the JPEG plugin.
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+# How files of the accepted formats begin (WebP's RIFF header also names "WEBP" at byte 8).
 IMAGE_SIGNATURES = (
     b"\x89PNG\r\n\x1a\n",
     b"\xff\xd8\xff",
@@ -28,8 +29,8 @@ IMAGE_SIGNATURES = (
     b"BM",
     b"II*\x00",
     b"MM\x00*",
-    b"RIFF",
 )
+WEBP_SIGNATURE = b"WEBP"
 NUMERIC_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 EXIF_TRANSPOSE = {
@@ -127,22 +128,32 @@ class PreprocessError(ValueError):
 
 
 class NotAnImageError(PreprocessError):
+    """Bytes (or an array) that none of the accepted image decoders recognise."""
+
     default_message = "The file is not a PNG, JPEG, BMP, GIF, TIFF or WebP image."
 
 
 class TruncatedImageError(PreprocessError):
+    """A recognised image whose data ends early or is corrupt."""
+
     default_message = "The image file is truncated or damaged."
 
 
 class BlankImageError(PreprocessError):
+    """Nothing stands out from the paper by more than its noise: there is no letter to read."""
+
     default_message = "No ink found: the image is blank."
 
 
 class ImageTooLargeError(PreprocessError):
+    """Declared size above the pixel limit, refused before any pixel is decoded."""
+
     default_message = "The image has too many pixels."
 
 
 class TooManyFramesError(PreprocessError):
+    """An animation with more frames than allowed: a cheap file that is costly to walk."""
+
     default_message = "The image has too many animation frames."
 
 
@@ -240,7 +251,7 @@ def _open(data: bytes) -> Image.Image:
     except Image.DecompressionBombError as error:
         raise ImageTooLargeError() from error
     except UnidentifiedImageError as error:
-        if data.startswith(IMAGE_SIGNATURES):
+        if data.startswith(IMAGE_SIGNATURES) or data[8:12] == WEBP_SIGNATURE:
             raise TruncatedImageError() from error
         raise NotAnImageError() from error
     # A header can be damaged in ways Pillow's parsers report with assorted exception types.
@@ -342,6 +353,8 @@ def _array_to_gray(array: np.ndarray) -> Image.Image:
         or (array.ndim == 3 and array.shape[2] not in (3, 4))
     ):
         raise NotAnImageError("The array is not an image: expected HxW, HxWx3 or HxWx4.")
+    if not (array.dtype == np.bool_ or np.issubdtype(array.dtype, np.number)):
+        raise NotAnImageError(f"The array holds {array.dtype} values, not pixels.")
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     if array.dtype != np.uint8:
@@ -499,6 +512,8 @@ def _even_strokes(ink: np.ndarray) -> np.ndarray:
     border = MAX_DILATION + 1
     mask = np.zeros((ink.shape[0] + 2 * border, ink.shape[1] + 2 * border), dtype=bool)
     mask[border:-border, border:-border] = ink >= max(int(ink.max()) // 2, 1)
+    if not mask.any():
+        raise BlankImageError()
     width, extent = _stroke_width(mask), _extent(mask)
     low, high = (value / LETTER_SIDE * extent for value in STROKE_RANGE)
     if width < low:
@@ -509,7 +524,8 @@ def _even_strokes(ink: np.ndarray) -> np.ndarray:
         # Eroding by r narrows strokes by 2r and the letter by 2r: solve for the target ratio.
         target = FAT_STROKE_TARGET / LETTER_SIDE
         radius = round((width - target * extent) / (2 * (1 - target)))
-        return ~_dilate(~mask, radius) | skeleton(mask)
+        thinned = ~_dilate(~mask, radius) | skeleton(mask)
+        return thinned if thinned.any() else mask
     return mask
 
 

@@ -317,6 +317,8 @@ def test_arrays_take_the_same_path_as_files() -> None:
         assert mean_difference(array_to_model_input(array, SPEC), REFERENCE) < 3
     with pytest.raises(NotAnImageError):
         array_to_model_input(np.zeros((4, 4, 2), dtype=np.uint8), SPEC)
+    with pytest.raises(NotAnImageError):
+        array_to_model_input(np.full((4, 4), "ink"), SPEC)
 
 
 # --- each documented error, for a crafted file ----------------------------------------------
@@ -352,9 +354,11 @@ def animation(file_format: str, frames: int, side: int = 2) -> bytes:
         (b"", NotAnImageError),
         (b"name,prediction\nA,0.9\n", NotAnImageError),
         (encode(letter(32), "ICO"), NotAnImageError),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00", NotAnImageError),
         (encode(letter(64))[:60], TruncatedImageError),
         (encode(letter(64))[:-300], TruncatedImageError),
         (encode(letter(64), "JPEG")[:400], TruncatedImageError),
+        (encode(letter(64), "WEBP")[:30], TruncatedImageError),
         (encode(Image.new("L", (300, 200), 255)), BlankImageError),
         (encode(Image.new("RGBA", (280, 280), (0, 0, 0, 0))), BlankImageError),
         (encode(Image.new("RGB", (64, 64), (128, 128, 128)), "JPEG"), BlankImageError),
@@ -367,9 +371,11 @@ def animation(file_format: str, frames: int, side: int = 2) -> bytes:
         "empty",
         "csv",
         "icon",
+        "wav",
         "png-header-cut",
         "png-data-cut",
         "jpeg-cut",
+        "webp-cut",
         "white-page",
         "empty-canvas",
         "grey-jpeg",
