@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import psycopg
 import pytest
@@ -175,6 +177,42 @@ def worker(settings: Settings) -> Iterator[subprocess.Popen]:
     process = start_worker(settings)
     yield process
     stop(process)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_ready(base_url: str, process: subprocess.Popen) -> None:
+    """Poll /readyz until database, broker and a worker all answer."""
+    deadline = time.monotonic() + WORKER_START_S
+    while True:
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{base_url} did not become ready")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def gateway_url(settings: Settings, worker: subprocess.Popen) -> Iterator[str]:
+    """The gateway as production runs it: uvicorn in a process of its own."""
+    port = free_port()
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
+         "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        env=service_env(settings),
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    wait_until_ready(base_url, gateway)
+    yield base_url
+    stop(gateway)
 
 
 @pytest.fixture(scope="session")

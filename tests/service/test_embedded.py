@@ -4,7 +4,6 @@ supervising a real gateway and worker, as `bash scripts/run.sh` starts them."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,7 @@ import numpy as np
 import pytest
 
 from jobs.settings import ROOT, Settings
-from tests.service.conftest import migrate, png_bytes, service_env
-
-START_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.service.conftest import free_port, migrate, png_bytes, service_env, wait_until_ready
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +26,9 @@ def embedded(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         torch_threads=1,
         worker_concurrency=4,
     )
-    assert settings.database_url.startswith("sqlite") and settings.broker_url.startswith("filesystem://")
+    assert settings.database_url.startswith("sqlite") and settings.broker_url.startswith(
+        "filesystem://"
+    )
     migrate(settings.database_url)
     port = free_port()
     launcher = subprocess.Popen(
@@ -44,21 +37,10 @@ def embedded(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         env=service_env(settings),
     )
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_S
-    while not ready(base_url):
-        assert launcher.poll() is None, "the launcher exited during start-up"
-        assert time.monotonic() < deadline, "the embedded system did not become ready"
-        time.sleep(0.5)
+    wait_until_ready(base_url, launcher)
     yield base_url
     launcher.send_signal(signal.SIGINT)
     assert launcher.wait(30) == 0
-
-
-def ready(base_url: str) -> bool:
-    try:
-        return httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_embedded_job_and_canvas(embedded: str):

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -249,14 +250,15 @@ def test_retention_deletes_old_finished_jobs(settings: Settings, emnist_pngs: li
 
 
 def test_concurrent_canvas_requests_share_forward_passes(
-    client: TestClient, settings: Settings, emnist_pngs: list[bytes]
+    gateway_url: str, settings: Settings, emnist_pngs: list[bytes]
 ):
     """32 canvas users drawing at once: the worker coalesces their images into few batches."""
     since = utcnow()
 
     def user(number: int) -> list[int]:
         canvas = {"file": ("canvas.png", emnist_pngs[number])}
-        return [client.post("/api/v1/predict", files=canvas).status_code for _ in range(3)]
+        with httpx.Client(base_url=gateway_url, timeout=30) as http:
+            return [http.post("/api/v1/predict", files=canvas).status_code for _ in range(3)]
 
     with ThreadPoolExecutor(32) as users:
         statuses = [status for codes in users.map(user, range(32)) for status in codes]
