@@ -387,11 +387,13 @@ def _letter_pixels(gray: Image.Image) -> np.ndarray:
     """
     factor = math.ceil(max(gray.size) / ANALYSIS_MAX_SIDE)
     small = gray.reduce(factor) if factor > 1 else gray
-    lighting = _paper_lighting(small)
+    histogram = small.histogram()
+    lighting = _paper_lighting(small, histogram)
     if lighting is not None:
         gray = _divide_lighting(gray, lighting)
         small = gray.reduce(factor) if factor > 1 else gray
-    table = _ink_table(small)
+        histogram = small.histogram()
+    table = _ink_table(small, histogram)
     top, bottom, left, right = (side * factor for side in _ink_box(np.asarray(small.point(table))))
     crop = gray.crop(
         (
@@ -407,13 +409,12 @@ def _letter_pixels(gray: Image.Image) -> np.ndarray:
     return _render(_even_strokes(np.asarray(ink)))
 
 
-def _paper_lighting(small: Image.Image) -> np.ndarray | None:
+def _paper_lighting(small: Image.Image, histogram: list[int]) -> np.ndarray | None:
     """Brightness of light paper across the image, on a coarse grid; None where it is even.
 
     A phone photo is lit unevenly: each block's bright percentile is its paper, and the
     brightest of a block's neighbours stands in where thick ink covers most of a block.
     """
-    histogram = small.histogram()
     total = sum(histogram)
     grid = LIGHTING_GRID
     uniform = max(histogram) * 4 >= total * 3
@@ -439,13 +440,12 @@ def _divide_lighting(gray: Image.Image, paper: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(flat), 0, 255).astype(np.uint8), mode="L")
 
 
-def _ink_table(small: Image.Image) -> list[int]:
+def _ink_table(small: Image.Image, histogram: list[int]) -> list[int]:
     """Lookup table grey level -> ink 0..255, from the paper level, the ink level and the noise.
 
     Paper is the median; ink is whichever extreme lies further from it (so either polarity);
     levels within a few noise sigmas of the paper count as paper.
     """
-    histogram = small.histogram()
     counts = np.cumsum(histogram)
     total = int(counts[-1])
     paper, darkest, lightest = (
