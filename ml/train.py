@@ -45,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--val-fraction", type=float, default=0.05)
     parser.add_argument("--no-augment", dest="augment", action="store_false")
+    parser.add_argument(
+        "--no-bf16",
+        dest="bf16",
+        action="store_false",
+        help="train in float32 only (bf16 autocast is ~1.7x faster on AVX512-BF16 CPUs)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if present)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -142,8 +148,11 @@ def train(args: argparse.Namespace) -> Path:
                 pixels = augment(pixels, generator)
             x = spec_input.normalize(pixels).to(device, memory_format=torch.channels_last)
             y = labels[idx].to(device)
-            logits = network(x)
-            loss = F.cross_entropy(logits + logit_shift, y, label_smoothing=args.label_smoothing)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                logits = network(x)
+            loss = F.cross_entropy(
+                logits.float() + logit_shift, y, label_smoothing=args.label_smoothing
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
