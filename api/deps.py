@@ -1,4 +1,4 @@
-"""What routes need from the app: its settings and its Celery client, set by the app factory."""
+"""What routes need from the app, set up by the app factory: settings, Celery, the watcher."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 
+from api.completion import CompletionWatcher
 from jobs.settings import Settings
 
 
@@ -18,5 +19,10 @@ def _celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
+def _watcher(request: Request) -> CompletionWatcher:
+    return request.app.state.watcher
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 CeleryDep = Annotated[Celery, Depends(_celery)]
+WatcherDep = Annotated[CompletionWatcher, Depends(_watcher)]

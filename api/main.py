@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import pages
+from api.completion import CompletionWatcher
 from api.errors import install_error_handlers
 from api.limits import RequestSizeLimit
 from api.routes import health, jobs, models, predict
@@ -20,11 +22,14 @@ from jobs.sweep import start_sweeper
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     celery = make_celery(settings)
+    watcher = CompletionWatcher(settings.database_url)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop_sweeper = start_sweeper(settings, celery)
+        watching = asyncio.create_task(watcher.run())
         yield
+        watching.cancel()
         stop_sweeper.set()
 
     app = FastAPI(
@@ -35,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.celery = celery
+    app.state.watcher = watcher
     install_error_handlers(app)
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     for router in (jobs.router, predict.router, models.router):

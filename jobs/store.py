@@ -90,6 +90,11 @@ def find_by_idempotency_key(session: Session, key: str) -> Job | None:
     return session.scalar(select(Job).where(Job.idempotency_key == key))
 
 
+def finished_among(session: Session, job_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    query = select(Job.id).where(Job.id.in_(job_ids), Job.status.not_in(UNFINISHED))
+    return set(session.scalars(query))
+
+
 def progress(session: Session, job: Job) -> Progress:
     """Done counts every finished item, failed ones included."""
     query = select(Result.status, func.count()).where(Result.job_id == job.id)

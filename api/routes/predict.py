@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.deps import CeleryDep, SettingsDep
+from api.deps import CeleryDep, SettingsDep, WatcherDep
 from api.routes.jobs import job_headers, read_job
 from api.schemas import JobOut, PredictOut, is_finished
 from api.submit import submit_job
 
 router = APIRouter(tags=["predict"])
-
-FIRST_POLL_S = 0.01
-MAX_POLL_S = 0.1
 
 
 @router.post(
@@ -29,18 +24,14 @@ MAX_POLL_S = 0.1
 async def predict(
     settings: SettingsDep,
     celery: CeleryDep,
+    watcher: WatcherDep,
     file: Annotated[UploadFile, File(description="One image")],
     model: Annotated[str | None, Form(description="emnist47 (default) or emnist62")] = None,
 ) -> PredictOut | JSONResponse:
     """200 with the result when it is ready within `predict_wait_s`, else 202 with the job."""
     job_id = await run_in_threadpool(submit_job, settings, celery, [file], model, for_canvas=True)
-    deadline = time.monotonic() + settings.predict_wait_s
-    pause = FIRST_POLL_S
-    while True:
-        job = await run_in_threadpool(read_job, settings, job_id)
-        if is_finished(job) and job.results.items:
-            return PredictOut(job=job, result=job.results.items[0])
-        if time.monotonic() + pause > deadline:
-            return JSONResponse(job.model_dump(mode="json"), 202, headers=job_headers(job))
-        await asyncio.sleep(pause)
-        pause = min(pause * 1.5, MAX_POLL_S)
+    await watcher.wait(job_id, settings.predict_wait_s)
+    job = await run_in_threadpool(read_job, settings, job_id)
+    if is_finished(job):
+        return PredictOut(job=job, result=job.results.items[0])
+    return JSONResponse(job.model_dump(mode="json"), 202, headers=job_headers(job))
