@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Row
@@ -63,7 +64,7 @@ class ModelOut(BaseModel):
     name: str
     num_classes: int
     labels: list[str]
-    metrics: dict
+    metrics: dict[str, Any]
 
 
 def is_finished(job: JobOut | Job) -> bool:
