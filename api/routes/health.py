@@ -30,7 +30,7 @@ def readyz(settings: SettingsDep, celery: CeleryDep) -> JSONResponse:
     try:
         with celery.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=PING_TIMEOUT_S)
-        if not celery.control.ping(timeout=PING_TIMEOUT_S):
+        if not celery.control.ping(timeout=PING_TIMEOUT_S, limit=1):
             checks["worker"] = "no worker answered"
     except Exception as error:
         checks["broker"] = checks["worker"] = f"unreachable: {type(error).__name__}"

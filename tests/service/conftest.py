@@ -131,7 +131,7 @@ def start_worker(settings: Settings) -> subprocess.Popen:
     )  # fmt: skip
     celery = make_celery(settings)
     deadline = time.monotonic() + WORKER_START_S
-    while not celery.control.ping(timeout=0.5):
+    while not celery.control.ping(timeout=0.5, limit=1):
         if worker.poll() is not None or time.monotonic() > deadline:
             worker.kill()
             pytest.fail("the Celery worker did not start")
