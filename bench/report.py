@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from bench import model_speed
 
-CPU_COLUMNS = ("gateway", "worker", "naive", "client")
+SERVER_PARTS = ("gateway", "worker", "postgres", "naive")
+CPU_COLUMNS = ("gateway", "worker", "postgres", "redis", "naive", "client")
 
 
 def _verdict(passed: bool | None) -> str:
@@ -19,6 +20,20 @@ def _targets(results: dict) -> list[str]:
     for row in results["targets"]:
         measured = "" if row["measured"] is None else f"{row['measured']:,}"
         rows.append(f"| {row['target']} | {row['goal']} | {measured} | {_verdict(row['passed'])} |")
+    return rows
+
+
+def _ceiling_by_threads(results: dict) -> list[str]:
+    """The rates behind the ceiling (its best), per torch thread count."""
+    batches = model_speed.BATCH_SIZES
+    rows = [
+        "| model | torch threads | " + " | ".join(f"batch {b}" for b in batches) + " |",
+        "|---|---:|" + "---:|" * len(batches),
+    ]
+    for threads, models in results["model_ceiling"]["by_threads"].items():
+        for name, rates in models.items():
+            cells = " | ".join(f"{rates[str(b)]:,}/s" for b in batches)
+            rows.append(f"| {name} | {threads} | {cells} |")
     return rows
 
 
@@ -36,6 +51,8 @@ def _batch_job(results: dict) -> list[str]:
     batch = results["batch_job"]
     service, naive = batch["service"], batch["naive"]
     ceiling = results["model_ceiling"]["models"][batch["model"]]["256"]
+    per_core = results["preprocessing"]["to_model_input"]["per_cpu_second_median"]
+    preprocessing_bound = per_core * results["cores"]
     rows = [
         "| design | images | seconds | characters/s | / ceiling | errors |",
         "|---|---:|---:|---:|---:|---:|",
@@ -54,7 +71,9 @@ def _batch_job(results: dict) -> list[str]:
         f"Service job: upload {service['upload_seconds']:.2f} s, queued "
         f"{service['queue_seconds']:.2f} s, running {service['run_seconds']:.2f} s; "
         f"{service['forward_passes']} forward passes of {service['mean_batch_size']:g} on average. "
-        f"Ceiling: {batch['model']} at batch 256, {ceiling:,} characters/s.",
+        f"Ceiling: {batch['model']} at batch 256, {ceiling:,} characters/s. Preprocessing alone "
+        f"allows about {preprocessing_bound:,} images/s on {results['cores']} cores "
+        "(per-core rate on canvas PNGs times cores).",
     ]
     return rows
 
@@ -64,8 +83,9 @@ def _canvas(results: dict) -> list[str]:
     rows = [
         f"Each client sends one drawing at a time for {canvas['seconds']:g} s.",
         "",
-        "| clients | design | req/s | p50 ms | p95 ms | p99 ms | late | errors | mean batch |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| clients | design | req/s | p50 ms | p95 ms | p99 ms | late | errors | mean batch "
+        "| server CPU ms/req |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for clients, level in canvas["levels"].items():
         for name, figures in level.items():
@@ -73,9 +93,17 @@ def _canvas(results: dict) -> list[str]:
             rows.append(
                 f"| {clients} | {name} | {figures['requests_per_second']:,} | {figures['p50_ms']} "
                 f"| {figures['p95_ms']} | {figures['p99_ms']} | {figures['late']} "
-                f"| {figures['errors']} | {batch} |"
+                f"| {figures['errors']} | {batch} "
+                f"| {_server_cpu_ms(results, f'canvas_{clients}_{name}', figures['requests'])} |"
             )
     return rows
+
+
+def _server_cpu_ms(results: dict, phase: str, requests: int) -> str:
+    """CPU per answered request of everything serving it: gateway, worker and Postgres, or naive."""
+    figures = results["cpu_seconds"][phase]
+    seconds = sum(figures.get(name, 0.0) for name in SERVER_PARTS)
+    return f"{1000 * seconds / requests:.1f}" if requests else ""
 
 
 def _cpu(results: dict) -> list[str]:
@@ -109,6 +137,8 @@ def markdown(results: dict) -> str:
         "",
         model_speed.to_markdown(results["model_ceiling"]).rstrip(),
         "",
+        *_ceiling_by_threads(results),
+        "",
         "## Preprocessing",
         "",
         *_preprocessing(results),
@@ -121,7 +151,10 @@ def markdown(results: dict) -> str:
         "",
         *_canvas(results),
         "",
-        "## CPU seconds per phase (each core gives one CPU-second per wall second)",
+        "## CPU seconds per phase",
+        "",
+        "Each core gives one CPU-second per wall second; redis is the whole server, shared with "
+        "anything else using it.",
         "",
         *_cpu(results),
         "",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import model_speed, preprocess_speed
 from bench.clients import batch_job, canvas_clients, one_request_each
-from bench.cpu import cpu_used
+from bench.cpu import Finder, cpu_used, one_process, processes_matching
 from bench.images import scan_pngs, zipped
 from bench.report import markdown
 from bench.stack import Stack, running_stack
@@ -59,16 +59,28 @@ def shipped_models(models_dir: Path, names: list[str]) -> list[str]:
 
 
 def model_ceiling(models_dir: Path, models: list[str], seconds: float) -> dict:
-    """Forward-pass characters/s per model and batch size, all cores (bench.model_speed's way)."""
-    threads = os.cpu_count() or 1
-    rates = {}
-    for name in models:
-        predictor = Predictor(load_model(models_dir / name), device="cpu", threads=threads)
-        rates[name] = {
-            str(batch): round(model_speed.characters_per_second(predictor, batch, seconds))
-            for batch in model_speed.BATCH_SIZES
+    """Forward-pass characters/s per model and batch size (bench.model_speed's way).
+
+    Measured with one torch thread and with one per core: under contention more threads can be
+    far slower, and that is evidence for the worker's `torch_threads`. The ceiling is the best.
+    """
+    by_threads: dict[str, dict[str, dict[str, int]]] = {}
+    for threads in sorted({1, os.cpu_count() or 1}):
+        rates = by_threads.setdefault(str(threads), {})
+        for name in models:
+            predictor = Predictor(load_model(models_dir / name), device="cpu", threads=threads)
+            rates[name] = {
+                str(batch): round(model_speed.characters_per_second(predictor, batch, seconds))
+                for batch in model_speed.BATCH_SIZES
+            }
+    best = {
+        name: {
+            batch: max(rates[name][batch] for rates in by_threads.values())
+            for batch in by_threads["1"][name]
         }
-    return {"machine": model_speed.machine_line(), "threads": threads, "models": rates}
+        for name in models
+    }
+    return {"machine": model_speed.machine_line(), "models": best, "by_threads": by_threads}
 
 
 def stack_settings(
@@ -97,30 +109,41 @@ def batch_sizes_since(stack: Stack, since: datetime, coalesced: bool) -> dict:
     }
 
 
+def cpu_parts(stack: Stack) -> dict[str, Finder]:
+    """Every process that serves a request on this machine, the benchmark's own client too."""
+    database = stack.settings.database_url.rsplit("/", 1)[-1]
+    return {
+        **{name: one_process(child.pid) for name, child in stack.processes.items()},
+        "client": one_process(os.getpid()),
+        "postgres": processes_matching("postgres:", database),
+        "redis": processes_matching("redis-server"),
+    }
+
+
 async def measure_service(
     stack: Stack, sizes: Sizes, canvas: list[bytes], scans: list[bytes], archive: bytes
 ) -> dict:
     """Batch job and canvas phases, each with the naive design right after it."""
-    pids = {name: child.pid for name, child in stack.processes.items()} | {"client": os.getpid()}
+    parts = cpu_parts(stack)
     predict_url = f"{stack.gateway_url}/api/v1/predict"
     naive_url = f"{stack.naive_url}/predict"
     model = stack.settings.default_model
     for url in (predict_url, naive_url):
         await canvas_clients(url, canvas, 4, WARMUP_S)
     cpu: dict[str, dict[str, float]] = {}
-    with cpu_used(pids, cpu.setdefault("batch_job_service", {})):
+    with cpu_used(parts, cpu.setdefault("batch_job_service", {})):
         since = datetime.now(UTC)
         service = await batch_job(stack.gateway_url, archive, len(scans), model)
     service |= batch_sizes_since(stack, since, coalesced=False)
-    with cpu_used(pids, cpu.setdefault("batch_job_naive", {})):
+    with cpu_used(parts, cpu.setdefault("batch_job_naive", {})):
         naive = await one_request_each(naive_url, scans, sizes.naive_concurrency)
     levels = {}
     for clients in sizes.clients:
-        with cpu_used(pids, cpu.setdefault(f"canvas_{clients}_service", {})):
+        with cpu_used(parts, cpu.setdefault(f"canvas_{clients}_service", {})):
             since = datetime.now(UTC)
             level = await canvas_clients(predict_url, canvas, clients, sizes.canvas_seconds)
         level |= batch_sizes_since(stack, since, coalesced=True)
-        with cpu_used(pids, cpu.setdefault(f"canvas_{clients}_naive", {})):
+        with cpu_used(parts, cpu.setdefault(f"canvas_{clients}_naive", {})):
             naive_level = await canvas_clients(naive_url, canvas, clients, sizes.canvas_seconds)
         levels[str(clients)] = {"service": level, "naive": naive_level}
     return {
@@ -175,6 +198,7 @@ def run(args: argparse.Namespace) -> dict:
         "quick": args.quick,
         "commit": commit(),
         "machine": ceiling["machine"],
+        "cores": os.cpu_count(),
         "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "duration_s": round((datetime.now(UTC) - started).total_seconds(), 1),
         "settings": settings,
