@@ -32,6 +32,8 @@ from ml.artifact import WEIGHTS_FILE
 from ml.data import DEFAULT_DATA_DIR
 
 RESULTS = Path(__file__).resolve().parent / "results" / "service.json"
+# Quick figures are not for quoting: they go where git ignores them, never over the real ones.
+QUICK_RESULTS = Path(__file__).resolve().parent / "out" / "service-quick.json"
 CANVAS_IMAGES = 64
 WARMUP_S = 1.0
 
@@ -213,7 +215,8 @@ def run(args: argparse.Namespace) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON; .md beside it")
+    defaults = f"{RESULTS.relative_to(ROOT)}, with --quick {QUICK_RESULTS.relative_to(ROOT)}"
+    parser.add_argument("--out", type=Path, help=f"results JSON, .md beside it ({defaults})")
     parser.add_argument("--models-dir", type=Path, default=Settings().models_dir)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--batch-images", type=int, help="images in the batch job")
@@ -228,10 +231,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
     results = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(results))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))
 
 
