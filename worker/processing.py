@@ -39,9 +39,10 @@ def run_job(job_id: uuid.UUID) -> None:
         return
     while True:
         outcomes = _predict(items, model, job.model, job.for_canvas)
+        after = items[-1].index if items else -1
         with session_scope(settings.database_url) as session:
             store.save_outcomes(session, job_id, outcomes)
-            items = store.pending_items(session, job_id, settings.inference_batch_size)
+            items = store.pending_items(session, job_id, settings.inference_batch_size, after)
             if not items:
                 store.finish_job(session, job_id, JobStatus.succeeded)
                 return
