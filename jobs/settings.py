@@ -39,7 +39,10 @@ class Settings(BaseSettings):
     inference_batch_size: int = Field(256, description="Items per forward pass in batch jobs")
     coalesce_max_batch: int = Field(64, description="Most canvas images in one forward pass")
     coalesce_max_wait_ms: float = Field(50.0, description="Longest a canvas image waits for others")
-    torch_threads: int = Field(2, description="torch threads per worker process")
+    torch_threads: int = Field(
+        1,
+        description="torch threads per worker process; more collapse when cores are shared",
+    )
     worker_concurrency: int = Field(32, description="Task threads per worker process")
     device: str = Field("", description="torch device for inference; empty: CUDA when present")
 
