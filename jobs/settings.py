@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     predict_wait_s: float = Field(2.0, description="How long /predict waits before answering 202")
     inference_batch_size: int = Field(256, description="Items per forward pass in batch jobs")
     coalesce_max_batch: int = Field(64, description="Most canvas images in one forward pass")
-    coalesce_max_wait_ms: float = Field(50.0, description="Longest a canvas image waits for others")
+    coalesce_max_wait_ms: float = Field(
+        50.0, description="Longest a batch of concurrent canvas images waits to fill; 1 never waits"
+    )
     torch_threads: int = Field(
         1,
         description="torch threads per worker process; more collapse when cores are shared",

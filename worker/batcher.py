@@ -1,13 +1,14 @@
 """Coalesces single images from many task threads into one forward pass.
 
-The first image to arrive opens a batch; it closes at `max_batch` images or `max_wait_s` after
-that first arrival, whichever comes first, so a lone image waits at most `max_wait_s`.
+A batch takes whatever is queued the moment the model is free, so a lone image never waits and
+images arriving during a forward pass form the next one. Only while clients are evidently
+drawing at once (this batch or one in the last second had company) does a batch wait, up to
+`max_wait_s`, to fill further.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,10 @@ from ml.predictor import Prediction, Predictor
 logger = logging.getLogger(__name__)
 
 Request = tuple[np.ndarray, "Future[Prediction]"]
+
+# How long after a batch with company traffic counts as concurrent: longer than a client's round
+# trip, so the first image of each burst of concurrent clients waits for the rest of the burst.
+CONCURRENCY_MEMORY_S = 1.0
 
 
 class Coalescer:
@@ -36,26 +41,33 @@ class Coalescer:
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._on_batch = on_batch
-        self._requests: queue.Queue[Request] = queue.Queue()
+        self._queued: list[Request] = []
+        self._changed = threading.Condition()
+        self._concurrent_until = 0.0
         threading.Thread(target=self._serve, name="coalescer", daemon=True).start()
 
     def predict(self, model_input: np.ndarray) -> Prediction:
         """Top-5 for one (28, 28) input; blocks until its batch has run."""
         future: Future[Prediction] = Future()
-        self._requests.put((model_input, future))
+        with self._changed:
+            self._queued.append((model_input, future))
+            self._changed.notify()
         return future.result()
 
     def _collect(self) -> list[Request]:
-        batch = [self._requests.get()]
-        deadline = time.monotonic() + self._max_wait_s
-        while len(batch) < self._max_batch:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(self._requests.get(timeout=remaining))
-            except queue.Empty:
-                break
+        """What is queued, up to `max_batch`; waits to fill only under concurrent traffic."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._queued)
+            deadline = time.monotonic() + self._max_wait_s
+            concurrent = len(self._queued) > 1 or time.monotonic() < self._concurrent_until
+            while concurrent and len(self._queued) < self._max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._changed.wait(remaining):
+                    break
+            batch = self._queued[: self._max_batch]
+            del self._queued[: self._max_batch]
+        if len(batch) > 1:
+            self._concurrent_until = time.monotonic() + CONCURRENCY_MEMORY_S
         return batch
 
     def _serve(self) -> None:
