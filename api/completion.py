@@ -1,8 +1,8 @@
-"""Waiting for canvas jobs to finish: one poll of the database per tick for all waiting requests.
+"""Waiting for canvas jobs to finish, for all waiting requests of this gateway at once.
 
-Per-request polling would cost a query per client per tick and wake clients at scattered
-moments; a shared tick wakes every client of one coalesced batch together, so their next
-images arrive together and share a batch again.
+On Postgres a worker announces each finished job with NOTIFY, so a wait costs no query; a slow
+shared poll only backs up notifications lost while reconnecting. Elsewhere (SQLite) one shared
+poll per tick serves every waiting request, waking the clients of one batch together.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import asyncio
 import logging
 import uuid
 
+import psycopg
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import make_url
 
 from jobs import store
 from jobs.db import session_scope
@@ -19,15 +21,22 @@ from jobs.db import session_scope
 logger = logging.getLogger(__name__)
 
 TICK_S = 0.01
+BACKUP_TICK_S = 1.0
+RECONNECT_S = 1.0
+# Jobs announced just before their request started waiting; enough for any burst of requests.
+RECENT_JOBS = 4096
 
 
 class CompletionWatcher:
     def __init__(self, database_url: str) -> None:
         self._database_url = database_url
         self._waiting: dict[uuid.UUID, asyncio.Future[None]] = {}
+        self._recent: dict[uuid.UUID, None] = {}
 
     async def wait(self, job_id: uuid.UUID, timeout_s: float) -> bool:
         """True once the job is finished, False if `timeout_s` passes first."""
+        if job_id in self._recent:
+            return True
         finished = self._waiting.setdefault(job_id, asyncio.get_running_loop().create_future())
         try:
             await asyncio.wait_for(asyncio.shield(finished), timeout_s)
@@ -38,9 +47,28 @@ class CompletionWatcher:
             self._waiting.pop(job_id, None)
 
     async def run(self) -> None:
-        """The shared tick; runs for the life of the app."""
+        """Listens where the database can notify, polls otherwise; runs for the life of the app."""
+        url = make_url(self._database_url)
+        if url.get_backend_name() != "postgresql":
+            await self._poll(TICK_S)
+            return
+        listen_url = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        await asyncio.gather(self._poll(BACKUP_TICK_S), self._listen(listen_url))
+
+    async def _listen(self, url: str) -> None:
         while True:
-            await asyncio.sleep(TICK_S)
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
+                    await db.execute(f"LISTEN {store.FINISHED_CHANNEL}")
+                    async for notice in db.notifies():
+                        self._finished({uuid.UUID(notice.payload)})
+            except Exception:
+                logger.exception("lost job-finished notifications; reconnecting")
+                await asyncio.sleep(RECONNECT_S)
+
+    async def _poll(self, tick_s: float) -> None:
+        while True:
+            await asyncio.sleep(tick_s)
             if not self._waiting:
                 continue
             try:
@@ -48,10 +76,16 @@ class CompletionWatcher:
             except Exception:
                 logger.exception("could not poll for finished jobs; retrying")
                 continue
-            for job_id in finished:
-                future = self._waiting.get(job_id)
-                if future is not None and not future.done():
-                    future.set_result(None)
+            self._finished(finished)
+
+    def _finished(self, job_ids: set[uuid.UUID]) -> None:
+        for job_id in job_ids:
+            self._recent[job_id] = None
+            future = self._waiting.get(job_id)
+            if future is not None and not future.done():
+                future.set_result(None)
+        while len(self._recent) > RECENT_JOBS:
+            del self._recent[next(iter(self._recent))]
 
     def _finished_among(self, job_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         with session_scope(self._database_url) as session:

@@ -19,6 +19,9 @@ from sqlalchemy.orm import Session
 
 from jobs.schema import UNFINISHED, Batch, Item, Job, JobStatus, Result, utcnow
 
+# Postgres NOTIFY channel whose payload is the id of each job a worker finishes.
+FINISHED_CHANNEL = "hwr_job_finished"
+
 
 @dataclass(frozen=True)
 class NewItem:
@@ -127,9 +130,7 @@ def start_job(session: Session, job_id: uuid.UUID) -> Job | None:
     return job
 
 
-def pending_items(
-    session: Session, job_id: uuid.UUID, limit: int, after: int = -1
-) -> list[Item]:
+def pending_items(session: Session, job_id: uuid.UUID, limit: int, after: int = -1) -> list[Item]:
     """The next items past index `after` without a result, only while the job is still running.
 
     Walking the primary key from `after` keeps each call to one short index range; an anti-join
@@ -179,16 +180,24 @@ def finish_job(session: Session, job_id: uuid.UUID, status: JobStatus) -> None:
     )
     if finished.rowcount:
         _drop_image_bytes(session, job_id)
+        _announce_finished(session, job_id)
 
 
 def cancel_job(session: Session, job: Job) -> None:
     job.status = JobStatus.canceled
     job.finished_at = job.updated_at = utcnow()
     _drop_image_bytes(session, job.id)
+    _announce_finished(session, job.id)
 
 
 def delete_job(session: Session, job: Job) -> None:
     session.delete(job)
+
+
+def _announce_finished(session: Session, job_id: uuid.UUID) -> None:
+    """On Postgres, tell listening gateways at commit, so a waiting /predict need not poll."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_notify(FINISHED_CHANNEL, str(job_id))))
 
 
 def _drop_image_bytes(session: Session, job_id: uuid.UUID) -> None:
