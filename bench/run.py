@@ -27,7 +27,6 @@ from bench.targets import evaluate
 from jobs import store
 from jobs.db import session_scope
 from jobs.settings import ROOT, Settings
-from ml import Predictor, load_model
 from ml.artifact import WEIGHTS_FILE
 from ml.data import DEFAULT_DATA_DIR
 
@@ -61,28 +60,8 @@ def shipped_models(models_dir: Path, names: list[str]) -> list[str]:
 
 
 def model_ceiling(models_dir: Path, models: list[str], seconds: float) -> dict:
-    """Forward-pass characters/s per model and batch size (bench.model_speed's way).
-
-    Measured with one torch thread and with one per core: under contention more threads can be
-    far slower, and that is evidence for the worker's `torch_threads`. The ceiling is the best.
-    """
-    by_threads: dict[str, dict[str, dict[str, int]]] = {}
-    for threads in sorted({1, os.cpu_count() or 1}):
-        rates = by_threads.setdefault(str(threads), {})
-        for name in models:
-            predictor = Predictor(load_model(models_dir / name), device="cpu", threads=threads)
-            rates[name] = {
-                str(batch): round(model_speed.characters_per_second(predictor, batch, seconds))
-                for batch in model_speed.BATCH_SIZES
-            }
-    best = {
-        name: {
-            batch: max(rates[name][batch] for rates in by_threads.values())
-            for batch in by_threads["1"][name]
-        }
-        for name in models
-    }
-    return {"machine": model_speed.machine_line(), "models": best, "by_threads": by_threads}
+    """Forward-pass characters/s per model and batch size: bench.model_speed on these models."""
+    return model_speed.measure([models_dir / name for name in models], seconds)
 
 
 def stack_settings(
