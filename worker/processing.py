@@ -11,6 +11,7 @@ import logging
 import uuid
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from jobs import store
 from jobs.db import session_scope
@@ -28,14 +29,16 @@ def run_job(job_id: uuid.UUID) -> None:
     settings = get_settings()
     with session_scope(settings.database_url) as session:
         job = store.start_job(session, job_id)
+        if job is not None and job.for_canvas:
+            _run_canvas(session, job)
+            return
         items = store.pending_items(session, job_id, settings.inference_batch_size) if job else []
     if job is None:
         return
-    try:
-        model = inference.predictor(job.model)
-    except ModelArtifactError as error:
-        logger.error("job %s: %s", job_id, error)
-        _fail_remaining(job, f"Model {job.model!r} is not available on this worker.")
+    model = _model_of(job)
+    if model is None:
+        with session_scope(settings.database_url) as session:
+            _fail_unavailable(session, job)
         return
     while True:
         outcomes = _predict(items, model, job.model, job.for_canvas)
@@ -48,12 +51,32 @@ def run_job(job_id: uuid.UUID) -> None:
                 return
 
 
-def _fail_remaining(job: Job, message: str) -> None:
-    with session_scope(get_settings().database_url) as session:
-        items = store.pending_items(session, job.id, limit=job.total)
-        failures = [store.Outcome.failure(item.index, message) for item in items]
-        store.save_outcomes(session, job.id, failures)
-        store.finish_job(session, job.id, JobStatus.failed)
+def _run_canvas(session: Session, job: Job) -> None:
+    """Claim, predict, save and finish in the caller's transaction: one commit per canvas image."""
+    model = _model_of(job)
+    if model is None:
+        _fail_unavailable(session, job)
+        return
+    items = store.pending_items(session, job.id, limit=job.total)
+    store.save_outcomes(session, job.id, _predict(items, model, job.model, for_canvas=True))
+    store.finish_job(session, job.id, JobStatus.succeeded)
+
+
+def _model_of(job: Job) -> Predictor | None:
+    """The job's model, or None (logged) when this worker cannot load it."""
+    try:
+        return inference.predictor(job.model)
+    except ModelArtifactError as error:
+        logger.error("job %s: %s", job.id, error)
+        return None
+
+
+def _fail_unavailable(session: Session, job: Job) -> None:
+    """Every item still pending fails with one clear reason, so the client is not left waiting."""
+    message = f"Model {job.model!r} is not available on this worker."
+    items = store.pending_items(session, job.id, limit=job.total)
+    store.save_outcomes(session, job.id, [store.Outcome.failure(i.index, message) for i in items])
+    store.finish_job(session, job.id, JobStatus.failed)
 
 
 def _model_input(item: Item, model: Predictor) -> np.ndarray:
