@@ -23,6 +23,7 @@ from ml.metrics import confusion_matrix, per_class_recall  # noqa: E402
 from ml.predictor import Predictor  # noqa: E402
 
 CONFUSED_PAIRS = 15
+CHECK_SAMPLE = 2000
 
 
 def evaluate(model: str | Path, data: EmnistSplit, limit: int | None = None) -> dict[str, Any]:
@@ -47,6 +48,10 @@ def evaluate(model: str | Path, data: EmnistSplit, limit: int | None = None) -> 
         "accuracy": float((predicted == truth).mean()),
         "macro_accuracy": float(np.nanmean(recall)),
         "top5_accuracy": float((ranked[:, :5] == truth[:, None]).any(axis=1).mean()),
+        "first_images_accuracy": {
+            "images": int(min(CHECK_SAMPLE, len(truth))),
+            "accuracy": float((predicted[:CHECK_SAMPLE] == truth[:CHECK_SAMPLE]).mean()),
+        },
         "per_class_recall": {
             labels[i]: None if np.isnan(r) else round(float(r), 4) for i, r in enumerate(recall)
         },
@@ -88,8 +93,9 @@ def write_report(model_dir: Path, report: dict[str, Any], json_path: Path) -> No
     spec = read_spec(model_dir)
     plot_confusion(report, spec.labels, json_path.with_suffix(".png"))
     if report["part"] == "test" and report["split"] == spec.training.get("split"):
-        headline = {k: report[k] for k in ("split", "part", "images", "accuracy",
-                                             "macro_accuracy", "top5_accuracy")}
+        keys = ("split", "part", "images", "accuracy", "macro_accuracy", "top5_accuracy",
+                "first_images_accuracy")
+        headline = {k: report[k] for k in keys}
         write_spec(model_dir, spec.model_copy(update={"metrics": {"test": headline}}))
 
 
