@@ -23,20 +23,6 @@ def _targets(results: dict) -> list[str]:
     return rows
 
 
-def _ceiling_by_threads(results: dict) -> list[str]:
-    """The rates behind the ceiling (its best), per torch thread count."""
-    batches = model_speed.BATCH_SIZES
-    rows = [
-        "| model | torch threads | " + " | ".join(f"batch {b}" for b in batches) + " |",
-        "|---|---:|" + "---:|" * len(batches),
-    ]
-    for threads, models in results["model_ceiling"]["by_threads"].items():
-        for name, rates in models.items():
-            cells = " | ".join(f"{rates[str(b)]:,}/s" for b in batches)
-            rows.append(f"| {name} | {threads} | {cells} |")
-    return rows
-
-
 def _preprocessing(results: dict) -> list[str]:
     figures = results["preprocessing"]
     return [
@@ -136,8 +122,6 @@ def markdown(results: dict) -> str:
         "## Model ceiling",
         "",
         model_speed.to_markdown(results["model_ceiling"]).rstrip(),
-        "",
-        *_ceiling_by_threads(results),
         "",
         "## Preprocessing",
         "",
