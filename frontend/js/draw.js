@@ -249,6 +249,8 @@ async function recognise(input, filePromise) {
     const item = await predict(await filePromise, elements.model.value, {
       signal: controller.signal,
     });
+    // Clear, Undo or a newer prediction may have aborted this one while its answer was arriving.
+    if (controller.signal.aborted) return;
     showNotice(elements.notice, "");
     showResult(item);
   } catch (error) {
