@@ -14,6 +14,9 @@ from ml.data import DEFAULT_DATA_DIR, IMAGES_MAGIC, LABELS_MAGIC
 
 IN_CI = os.environ.get("CI") == "true"
 
+# The HTTP stack (base_url) lives in one plugin so that browser and CLI tests share one instance.
+pytest_plugins = ["tests.stack"]
+
 
 def require(condition: bool, reason: str) -> None:
     """Skip when a real part is missing on a developer machine; fail in CI, which must have it."""

@@ -1,116 +1,26 @@
 """Headless Chromium (Debian's package, driven by Playwright) against the real running stack.
 
-The stack is the one the service tests build (tests/service/conftest.py: a fresh Postgres
-database, Redis, a real Celery worker) plus the gateway served over HTTP by uvicorn, with the
-trained models from models/. Set HWR_TEST_BASE_URL to test a stack that is already running.
+The stack (`base_url`) is the shared one in tests/stack.py.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-import redis
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
-from jobs.settings import ROOT, Settings
+from jobs.settings import ROOT
 from tests.conftest import require
-from tests.service.conftest import (  # noqa: F401  (importing a fixture makes it usable here)
-    postgres_url,
-    service_env,
-    start_worker,
-    stop,
-    unavailable,
-)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOT_DIR = Path(os.environ.get("HWR_SCREENSHOT_DIR", ROOT / "docs" / "screenshots"))
-# Not the service tests' Redis db: their worker (untrained models, another database) listens on
-# the same queue name and would take our jobs when both run in one pytest session.
-REDIS_URL = os.environ.get("HWR_TEST_BROWSER_REDIS", "redis://127.0.0.1:6379/14")
-READY_TIMEOUT_S = 60
 # The server's reason for refusing a text file, in whatever words it chooses.
 NOT_AN_IMAGE = re.compile(r"\bnot\b.*\bimage\b", re.IGNORECASE)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_ready(url: str, gateway: subprocess.Popen) -> None:
-    """Polls /readyz (database, broker and a worker all answer) until it says 200."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if gateway.poll() is not None:
-            pytest.fail(f"the gateway exited with {gateway.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"the gateway at {url} was not ready in {READY_TIMEOUT_S} s")
-
-
-@pytest.fixture(scope="session")
-def browser_redis_url() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    try:
-        client.flushdb()
-    except redis.ConnectionError as error:
-        unavailable(f"Redis not reachable at {REDIS_URL}: {error}")
-    yield REDIS_URL
-    client.flushdb()
-
-
-@pytest.fixture(scope="session")
-def stack_settings(
-    request: pytest.FixtureRequest, browser_redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Settings:
-    """The shipped models, lightly threaded: the tests share the machine with other work."""
-    model = Settings().models_dir / "emnist47" / "model.json"
-    require(model.is_file(), f"the trained model {model.parent} is absent")
-    return Settings(
-        database_url=request.getfixturevalue("postgres_url"),
-        broker_url=browser_redis_url,
-        state_dir=tmp_path_factory.mktemp("state"),
-        torch_threads=1,
-        worker_concurrency=4,
-        sweep_interval_s=3600,
-    )
-
-
-@pytest.fixture(scope="session")
-def base_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The gateway's address, with a worker ready behind it."""
-    if external := os.environ.get("HWR_TEST_BASE_URL"):
-        yield external.rstrip("/")
-        return
-    settings: Settings = request.getfixturevalue("stack_settings")
-    worker = start_worker(settings)
-    url = f"http://127.0.0.1:{free_port()}"
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
-         "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1], "--log-level", "warning"],
-        cwd=ROOT, env=service_env(settings),
-    )  # fmt: skip
-    try:
-        wait_until_ready(url, gateway)
-        yield url
-    finally:
-        stop(gateway)
-        stop(worker)
 
 
 @pytest.fixture(scope="session")
