@@ -9,53 +9,28 @@ is already running.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 import redis
 
 from jobs.settings import ROOT, Settings
 from tests.conftest import require
 from tests.service.conftest import (  # noqa: F401  (importing a fixture makes it usable here)
+    free_port,
     postgres_url,
     service_env,
     start_worker,
     stop,
     unavailable,
+    wait_until_ready,
 )
 
 # Not the service tests' Redis db: their worker (untrained models, another database) listens on
 # the same queue name and would take our jobs when both run in one pytest session.
 REDIS_URL = os.environ.get("HWR_TEST_BROWSER_REDIS", "redis://127.0.0.1:6379/14")
-READY_TIMEOUT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_ready(url: str, gateway: subprocess.Popen) -> None:
-    """Polls /readyz (database, broker and a worker all answer) until it says 200."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if gateway.poll() is not None:
-            pytest.fail(f"the gateway exited with {gateway.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"the gateway at {url} was not ready in {READY_TIMEOUT_S} s")
-
-
 @pytest.fixture(scope="session")
 def browser_redis_url() -> Iterator[str]:
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
