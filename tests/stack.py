@@ -31,6 +31,8 @@ from tests.service.conftest import (  # noqa: F401  (importing a fixture makes i
 # Not the service tests' Redis db: their worker (untrained models, another database) listens on
 # the same queue name and would take our jobs when both run in one pytest session.
 REDIS_URL = os.environ.get("HWR_TEST_BROWSER_REDIS", "redis://127.0.0.1:6379/14")
+
+
 @pytest.fixture(scope="session")
 def browser_redis_url() -> Iterator[str]:
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
