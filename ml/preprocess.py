@@ -85,6 +85,9 @@ FAT_STROKE_TARGET = 5.3
 # EMNIST blurs with sigma 1 at the NIST scans' resolution, about 4 times the output's, before its
 # bicubic downsampling; after ours, this sigma in output pixels matches its soft edges best.
 BLUR_SIGMA = 0.5
+# Ink whose half-to-full transition spans fewer pixels than this per boundary pixel has crisp
+# edges (a canvas, a marker: about 2) and gets EMNIST's blur; EMNIST's own, enlarged, spans 5-10.
+SOFT_EDGE = 3.5
 # Dilation never goes beyond this many working pixels.
 MAX_DILATION = 8
 
@@ -406,7 +409,7 @@ def _letter_pixels(gray: Image.Image) -> np.ndarray:
     scale = WORK_SCALE * LETTER_SIDE / max(right - left, bottom - top)
     size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
     ink = crop.point(table).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return _render(_even_strokes(np.asarray(ink)))
+    return _render(*_even_strokes(np.asarray(ink)))
 
 
 def _paper_lighting(small: Image.Image, histogram: list[int]) -> np.ndarray | None:
@@ -503,30 +506,36 @@ def _main_span(profile: np.ndarray) -> tuple[int, int]:
     return int(starts[np.argmax(kept)]), int(ends[len(kept) - 1 - np.argmax(kept[::-1])])
 
 
-def _even_strokes(ink: np.ndarray) -> np.ndarray:
-    """Binary ink with its stroke width brought into EMNIST's range, relative to the letter.
+def _even_strokes(ink: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Ink with its stroke width in EMNIST's range, and whether it still needs EMNIST's blur.
 
-    A thin pen line is grown to EMNIST's typical width. A stroke fatter than nearly all of
-    EMNIST's is eroded, its centre line kept so that no thin part disappears.
+    Strokes already in range keep their grey levels: binarizing them cost accuracy. A thin pen
+    line is grown to EMNIST's typical width; a stroke fatter than nearly all of EMNIST's is
+    eroded, its centre line kept so that no thin part disappears. Grown, eroded or crisp-edged
+    ink is blurred as EMNIST blurred its scans; ink with soft edges already is not.
     """
     border = MAX_DILATION + 1
-    mask = np.zeros((ink.shape[0] + 2 * border, ink.shape[1] + 2 * border), dtype=bool)
-    mask[border:-border, border:-border] = ink >= max(int(ink.max()) // 2, 1)
+    pixels = np.zeros((ink.shape[0] + 2 * border, ink.shape[1] + 2 * border), dtype=np.uint8)
+    pixels[border:-border, border:-border] = ink
+    peak = int(ink.max())
+    mask = pixels >= max(peak // 2, 1)
     if not mask.any():
         raise BlankImageError()
-    width, extent = _stroke_width(mask), _extent(mask)
+    area, boundary = int(mask.sum()), _boundary(mask)
+    width, extent = 2.0 * area / boundary, _extent(mask)
     low, high = (value / LETTER_SIDE * extent for value in STROKE_RANGE)
     if width < low:
         target = THIN_STROKE_TARGET / LETTER_SIDE
         radius = round((target * extent - width) / (2 * (1 - target)))
-        return _dilate(mask, min(radius, MAX_DILATION))
+        return _dilate(mask, min(radius, MAX_DILATION)).view(np.uint8) * np.uint8(255), True
     if width > high:
         # Eroding by r narrows strokes by 2r and the letter by 2r: solve for the target ratio.
         target = FAT_STROKE_TARGET / LETTER_SIDE
         radius = round((width - target * extent) / (2 * (1 - target)))
         thinned = ~_dilate(~mask, radius) | skeleton(mask)
-        return thinned if thinned.any() else mask
-    return mask
+        return (thinned if thinned.any() else mask).view(np.uint8) * np.uint8(255), True
+    edge = np.count_nonzero((pixels > peak * 0.05) & (pixels < peak * 0.95))
+    return pixels, edge < SOFT_EDGE * boundary
 
 
 def _extent(mask: np.ndarray) -> int:
@@ -559,11 +568,10 @@ def skeleton(mask: np.ndarray) -> np.ndarray:
     return grid[1:-1, 1:-1].astype(bool)
 
 
-def _stroke_width(mask: np.ndarray) -> float:
-    """Twice the ink area over its boundary pixels: a band of width w and any length gives w."""
+def _boundary(mask: np.ndarray) -> int:
+    """Ink pixels with a 4-neighbour that is not ink: a band of width w and length l has 2l."""
     inner = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
-    area = int(mask.sum())
-    return 2.0 * area / max(area - int(inner.sum()), 1)
+    return max(int(mask.sum()) - int(inner.sum()), 1)
 
 
 def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
@@ -579,14 +587,19 @@ def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
     return mask
 
 
-def _render(mask: np.ndarray) -> np.ndarray:
-    """Centre the ink's box in a square with EMNIST's border, downsample to 28x28 and blur."""
-    image = Image.fromarray(mask.view(np.uint8) * np.uint8(255), mode="L")
-    left, top, right, bottom = image.getbbox()
+def _render(pixels: np.ndarray, blur: bool) -> np.ndarray:
+    """Centre the ink's box in a square with EMNIST's border, downsample to 28x28, blur if asked.
+
+    The box is that of the ink above half its peak, the level strokes are measured at.
+    """
+    mask = pixels >= max(int(pixels.max()) // 2, 1)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     side = max(right - left, bottom - top) * EMNIST_SIDE / LETTER_SIDE
     x, y = (left + right - side) / 2, (top + bottom - side) / 2
     region = (math.floor(x), math.floor(y), math.ceil(x + side), math.ceil(y + side))
     box = (x - region[0], y - region[1], x - region[0] + side, y - region[1] + side)
-    small = image.crop(region).resize((EMNIST_SIDE, EMNIST_SIDE), Image.Resampling.BICUBIC, box=box)
-    pixels = np.asarray(small.filter(BLUR_KERNEL), dtype=np.float32)
-    return np.rint(pixels * (255.0 / max(float(pixels.max()), 1.0))).astype(np.uint8)
+    image = Image.fromarray(pixels, mode="L").crop(region)
+    small = image.resize((EMNIST_SIDE, EMNIST_SIDE), Image.Resampling.BICUBIC, box=box)
+    result = np.asarray(small.filter(BLUR_KERNEL) if blur else small, dtype=np.float32)
+    return np.rint(result * (255.0 / max(float(result.max()), 1.0))).astype(np.uint8)
