@@ -49,6 +49,13 @@ def as_is(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
     return encode(Image.fromarray(pixels), "PNG")
 
 
+def crisp(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """Enlarged and cut at half intensity: a clean drawing with no grey levels at all."""
+    side = round(28 * rng.uniform(4, 8))
+    letter = np.asarray(Image.fromarray(pixels).resize((side, side), Image.Resampling.BICUBIC))
+    return encode(Image.fromarray(np.where(letter >= 128, 0, 255).astype(np.uint8)), "PNG")
+
+
 def page(pixels: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """Dark ink on white or off-white paper, enlarged 4-16x and placed off-centre on a page."""
     side = round(28 * rng.uniform(4, 16))
@@ -155,6 +162,7 @@ def marker(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
 
 STYLES: dict[str, Renderer] = {
     "as_is": as_is,
+    "crisp": crisp,
     "scan": scan,
     "rotated": rotated,
     "blurred": blurred,

@@ -49,7 +49,9 @@ DECODE_MAX_SIDE = 1024
 # Ink, paper and the letter's box are found on an image no larger than this.
 ANALYSIS_MAX_SIDE = 160
 
-# Fractions of pixels at the dark and light extremes that stand for "ink" and "paper".
+# Fraction of pixels at the dark and light extremes that stands for "ink". Smaller finds smaller
+# specks of ink, but sets the ink level by the darkest crossings of a pen line, so that its
+# antialiased body falls below half and breaks up.
 EXTREME_FRACTION = 0.002
 # Ink must differ from the paper by this many grey levels (of 255) and by this many noise sigmas.
 MIN_CONTRAST = 32
@@ -85,8 +87,8 @@ FAT_STROKE_TARGET = 5.3
 # EMNIST blurs with sigma 1 at the NIST scans' resolution, about 4 times the output's, before its
 # bicubic downsampling; after ours, this sigma in output pixels matches its soft edges best.
 BLUR_SIGMA = 0.5
-# Ink whose half-to-full transition spans fewer pixels than this per boundary pixel has crisp
-# edges (a canvas, a marker: about 2) and gets EMNIST's blur; EMNIST's own, enlarged, spans 5-10.
+# Ink with fewer edge pixels (between 5% and 95% of its peak) than this per boundary pixel has
+# crisp edges (a canvas, a marker: about 2) and gets EMNIST's blur; EMNIST's own, enlarged, 5-10.
 SOFT_EDGE = 3.5
 # Dilation never goes beyond this many working pixels.
 MAX_DILATION = 8
@@ -415,8 +417,9 @@ def _letter_pixels(gray: Image.Image) -> np.ndarray:
 def _paper_lighting(small: Image.Image, histogram: list[int]) -> np.ndarray | None:
     """Brightness of light paper across the image, on a coarse grid; None where it is even.
 
-    A phone photo is lit unevenly: each block's bright percentile is its paper, and the
-    brightest of a block's neighbours stands in where thick ink covers most of a block.
+    A phone photo is lit unevenly: each block's bright percentile is its paper, and the median
+    of a block and its neighbours stands in where thick ink covers most of a block (a median
+    follows a lighting gradient; a maximum would overestimate the dim side's paper).
     """
     total = sum(histogram)
     grid = LIGHTING_GRID
@@ -431,7 +434,9 @@ def _paper_lighting(small: Image.Image, histogram: list[int]) -> np.ndarray | No
     rank = int(rows * cols * 0.9)
     paper = np.partition(blocks, rank, axis=2)[:, :, rank].astype(np.float32)
     padded = np.pad(paper, 1, mode="edge")
-    paper = np.max([padded[r : r + grid, c : c + grid] for r in range(3) for c in range(3)], axis=0)
+    paper = np.median(
+        [padded[r : r + grid, c : c + grid] for r in range(3) for c in range(3)], axis=0
+    )
     return paper if paper.max() - paper.min() >= LIGHTING_MIN_SPREAD else None
 
 
