@@ -73,10 +73,12 @@ def page(pixels: np.ndarray, rng: np.random.Generator) -> Image.Image:
 
 
 def scan(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """Dark ink on white or off-white paper, enlarged 4-16x, off-centre on a page (PNG)."""
     return encode(page(pixels, rng), "PNG", compress_level=1)
 
 
 def rotated(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """The scanned page turned by up to 8 degrees either way."""
     sheet = page(pixels, rng)
     paper = int(np.median(np.asarray(sheet)))
     angle = rng.uniform(-8, 8)
@@ -86,18 +88,21 @@ def rotated(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
 
 
 def blurred(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """The scanned page out of focus: Gaussian blur, sigma 0.5-2.5 px per 600 px of page."""
     sheet = page(pixels, rng)
     radius = rng.uniform(0.5, 2.5) * sheet.width / 600
     return encode(sheet.filter(ImageFilter.GaussianBlur(radius)), "PNG", compress_level=1)
 
 
 def noisy(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """The scanned page with Gaussian sensor noise, sigma 4-16 grey levels."""
     sheet = np.asarray(page(pixels, rng), dtype=np.float32)
     sheet = sheet + rng.normal(0, rng.uniform(4, 16), size=sheet.shape)
     return encode(Image.fromarray(np.clip(np.rint(sheet), 0, 255).astype(np.uint8)), "PNG")
 
 
 def jpeg(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """The scanned page saved as a JPEG at quality 50-90."""
     return encode(page(pixels, rng).convert("RGB"), "JPEG", quality=int(rng.integers(50, 91)))
 
 
@@ -174,6 +179,11 @@ STYLES: dict[str, Renderer] = {
 }
 
 
+def describe(style: str) -> str:
+    """A style's rendering in one sentence: the first line of its docstring."""
+    return (STYLES[style].__doc__ or style).strip().splitlines()[0]
+
+
 def stratified(labels: np.ndarray, limit: int) -> np.ndarray:
     """Indices of the first `limit // classes` test images of every class, in file order."""
     classes = np.unique(labels)
@@ -245,6 +255,7 @@ def measure(model: str, data_dir: Path, limit: int, styles: list[str], seed: int
         "selection": f"first {len(truth) // classes} test images of each of {classes} classes",
         "seed": seed,
         "tolerance_points": TOLERANCE_POINTS,
+        "renderings": {name: describe(name) for name in styles},
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
         "clean": clean,
         "styles": rows,
@@ -277,6 +288,10 @@ def markdown(results: dict) -> str:
         f"| **overall** (mean of styles) | | {overall['macro_accuracy_mean']:.4f} "
         f"| worst {overall['worst_gap_points']:+.2f} "
         f"| {'yes' if overall['all_pass'] else 'no'} | |",
+        "",
+        "Renderings:",
+        "",
+        *(f"- `{name}`: {text}" for name, text in results["renderings"].items()),
         "",
     ]
     return "\n".join(lines)

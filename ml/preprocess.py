@@ -399,7 +399,7 @@ def _letter_pixels(gray: Image.Image) -> np.ndarray:
         small = gray.reduce(factor) if factor > 1 else gray
         histogram = small.histogram()
     table = _ink_table(small, histogram)
-    top, bottom, left, right = (side * factor for side in _ink_box(np.asarray(small.point(table))))
+    top, bottom, left, right = (side * factor for side in _ink_box(table[np.asarray(small)]))
     crop = gray.crop(
         (
             max(left - factor, 0),
@@ -410,8 +410,10 @@ def _letter_pixels(gray: Image.Image) -> np.ndarray:
     )
     scale = WORK_SCALE * LETTER_SIDE / max(right - left, bottom - top)
     size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
-    ink = crop.point(table).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return _render(*_even_strokes(np.asarray(ink)))
+    # The table is linear between paper and full ink (clipped beyond), so it may follow the
+    # resize, which then works on grey levels and the table on far fewer pixels.
+    ink = table[np.asarray(crop.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))]
+    return _render(*_even_strokes(ink))
 
 
 def _paper_lighting(small: Image.Image, histogram: list[int]) -> np.ndarray | None:
@@ -448,7 +450,7 @@ def _divide_lighting(gray: Image.Image, paper: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(flat), 0, 255).astype(np.uint8), mode="L")
 
 
-def _ink_table(small: Image.Image, histogram: list[int]) -> list[int]:
+def _ink_table(small: Image.Image, histogram: list[int]) -> np.ndarray:
     """Lookup table grey level -> ink 0..255, from the paper level, the ink level and the noise.
 
     Paper is the median; ink is whichever extreme lies further from it (so either polarity);
@@ -471,7 +473,7 @@ def _ink_table(small: Image.Image, histogram: list[int]) -> list[int]:
     levels = np.arange(256, dtype=np.float32)
     strength = (paper - levels) if dark_ink else (levels - paper)
     ink = np.clip((strength - floor) * (255.0 / (contrast - floor)), 0, 255)
-    return np.rint(ink).astype(np.uint8).tolist()
+    return np.rint(ink).astype(np.uint8)
 
 
 def _noise_sigma(image: Image.Image) -> float:
