@@ -43,6 +43,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1.0,
         help="logit adjustment strength against class imbalance (0: plain cross-entropy)",
     )
+    parser.add_argument(
+        "--stroke-jitter",
+        type=float,
+        default=0.5,
+        help="largest blend towards a thickened or thinned stroke (0: strokes as drawn)",
+    )
     parser.add_argument("--val-fraction", type=float, default=0.05)
     parser.add_argument("--no-augment", dest="augment", action="store_false")
     parser.add_argument(
@@ -77,6 +83,15 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     ).to(batch.device)
     grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
     return F.grid_sample(batch, grid, align_corners=False, padding_mode="zeros")
+
+
+def jitter_strokes(batch: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Blend each image towards its 3x3 dilation or erosion, as pens and markers vary the width."""
+    amount = torch.empty(batch.shape[0], 1, 1, 1).uniform_(-strength, strength, generator=generator)
+    thicker = F.max_pool2d(batch, 3, stride=1, padding=1)
+    thinner = -F.max_pool2d(-batch, 3, stride=1, padding=1)
+    target = torch.where(amount > 0, thicker, thinner)
+    return batch + amount.abs() * (target - batch)
 
 
 def held_out_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +160,7 @@ def train(args: argparse.Namespace) -> Path:
             idx = order[step * args.batch_size : (step + 1) * args.batch_size]
             pixels = images[idx].float().unsqueeze(1)
             if args.augment:
-                pixels = augment(pixels, generator)
+                pixels = augment(jitter_strokes(pixels, args.stroke_jitter, generator), generator)
             x = spec_input.normalize(pixels).to(device, memory_format=torch.channels_last)
             y = labels[idx].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
