@@ -5,14 +5,24 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Form
 from pydantic import BaseModel
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from jobs import store
 from jobs.schema import UNFINISHED, Job
+from jobs.settings import Settings
+
+# The shipped models, listed in the schema so that clients (and fuzzers) know the valid names;
+# the gateway still checks the configured `model_names` and answers 422 for any other.
+MODEL_NAMES = Settings.model_fields["model_names"].default
+ModelField = Annotated[
+    str | None,
+    Form(description="emnist47 (default) or emnist62", json_schema_extra={"enum": MODEL_NAMES}),
+]
 
 
 class Progress(BaseModel):
@@ -65,6 +75,29 @@ class ModelOut(BaseModel):
     num_classes: int
     labels: list[str]
     metrics: dict[str, Any]
+
+
+class ErrorOut(BaseModel):
+    """The body of every error (api/errors.py): one sentence a person can act on."""
+
+    detail: str
+
+
+ERROR_MEANINGS = {
+    400: "The multipart upload could not be parsed (malformed, too many parts, a field too large)",
+    401: "API keys are required and the request has no valid one",
+    404: "No such job (or not visible to this key)",
+    409: "The Idempotency-Key was already used for a different request",
+    413: "The request, an archive or the number of images is over a limit",
+    422: "The request is invalid: missing or malformed fields, unknown model, unusable archive",
+    429: "Too many requests from this client; retry after `Retry-After` seconds",
+    503: "The database is unavailable; retry after `Retry-After` seconds",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI declarations of the errors a route answers, so clients and fuzzers know them."""
+    return {code: {"model": ErrorOut, "description": ERROR_MEANINGS[code]} for code in codes}
 
 
 def is_finished(job: JobOut | Job) -> bool:

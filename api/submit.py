@@ -31,6 +31,8 @@ def submit_job(
     idempotency_key: str | None = None,
 ) -> uuid.UUID:
     """The id of the accepted job (an earlier one when the idempotency key was seen)."""
+    # An empty Idempotency-Key header names no key; stored, a second one would clash with it.
+    idempotency_key = idempotency_key or None
     model = model or settings.default_model
     if model not in settings.model_names:
         names = ", ".join(settings.model_names)

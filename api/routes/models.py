@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import SettingsDep
-from api.schemas import ModelOut
+from api.schemas import ModelOut, error_responses
 from ml.artifact import ModelArtifactError, read_spec
 
 router = APIRouter(tags=["models"])
 
 
-@router.get("/models", response_model=list[ModelOut])
+@router.get("/models", response_model=list[ModelOut], responses=error_responses(401, 429))
 def list_models(settings: SettingsDep) -> list[ModelOut]:
     """Every configured model whose folder is present; metrics come from its model.json."""
     models = []

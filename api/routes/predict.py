@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.deps import CeleryDep, SettingsDep, WatcherDep
 from api.routes.jobs import job_headers, read_job
-from api.schemas import JobOut, PredictOut, is_finished
+from api.schemas import JobOut, ModelField, PredictOut, error_responses, is_finished
 from api.submit import submit_job
 
 router = APIRouter(tags=["predict"])
@@ -19,14 +19,17 @@ router = APIRouter(tags=["predict"])
 @router.post(
     "/predict",
     response_model=PredictOut,
-    responses={202: {"model": JobOut, "description": "Not finished in time; poll the job"}},
+    responses={
+        202: {"model": JobOut, "description": "Not finished in time; poll the job"},
+        **error_responses(400, 401, 413, 422, 429, 503),
+    },
 )
 async def predict(
     settings: SettingsDep,
     celery: CeleryDep,
     watcher: WatcherDep,
     file: Annotated[UploadFile, File(description="One image")],
-    model: Annotated[str | None, Form(description="emnist47 (default) or emnist62")] = None,
+    model: ModelField = None,
 ) -> PredictOut | JSONResponse:
     """200 with the result when it is ready within `predict_wait_s`, else 202 with the job."""
     job_id = await run_in_threadpool(submit_job, settings, celery, [file], model, for_canvas=True)
