@@ -7,6 +7,7 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 
+from api.access import owner_of
 from api.completion import CompletionWatcher
 from jobs.settings import Settings
 
@@ -26,3 +27,4 @@ def _watcher(request: Request) -> CompletionWatcher:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 CeleryDep = Annotated[Celery, Depends(_celery)]
 WatcherDep = Annotated[CompletionWatcher, Depends(_watcher)]
+OwnerDep = Annotated[str, Depends(owner_of)]

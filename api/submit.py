@@ -29,6 +29,7 @@ def submit_job(
     model: str | None,
     for_canvas: bool = False,
     idempotency_key: str | None = None,
+    owner: str = "",
 ) -> uuid.UUID:
     """The id of the accepted job (an earlier one when the idempotency key was seen)."""
     # An empty Idempotency-Key header names no key; stored, a second one would clash with it.
@@ -40,15 +41,19 @@ def submit_job(
     upload = read_upload(files, model, settings)
     if for_canvas and len(upload.items) != 1:
         raise HTTPException(422, "Send exactly one image to /predict; use /jobs for more.")
-    if idempotency_key and (earlier := _earlier_job(settings, idempotency_key, upload.digest)):
+    if idempotency_key and (
+        earlier := _earlier_job(settings, owner, idempotency_key, upload.digest)
+    ):
         return earlier
     try:
         with session_scope(settings.database_url) as session:
             job = store.create_job(
-                session, model, upload.items, for_canvas, idempotency_key, upload.digest
+                session, model, upload.items, for_canvas, idempotency_key, upload.digest, owner
             )
     except IntegrityError:
-        if idempotency_key and (earlier := _earlier_job(settings, idempotency_key, upload.digest)):
+        if idempotency_key and (
+            earlier := _earlier_job(settings, owner, idempotency_key, upload.digest)
+        ):
             return earlier
         raise
     try:
@@ -58,9 +63,9 @@ def submit_job(
     return job.id
 
 
-def _earlier_job(settings: Settings, key: str, digest: str) -> uuid.UUID | None:
+def _earlier_job(settings: Settings, owner: str, key: str, digest: str) -> uuid.UUID | None:
     with session_scope(settings.database_url) as session:
-        job = store.find_by_idempotency_key(session, key)
+        job = store.find_by_idempotency_key(session, key, owner)
     if job is None:
         return None
     if job.request_hash != digest:

@@ -157,6 +157,7 @@ def running_stack(overrides: dict[str, object]) -> Iterator[Stack]:
                 "broker_key_prefix": stack.enter_context(redis_prefix()),
                 "state_dir": state,
                 "sweep_interval_s": 3600,
+                "rate_limit": "",  # one benchmark client stands for many users
                 **overrides,
             }
         )

@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 a job or file failed or the server refused, 2 usage, 3 serve
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from api.access import key_digest
 from client import render
 from client.api import DEFAULT_URL, FINISHED, ClientError, JobsClient, Json, ServerUnreachable
 from client.paths import PathError, expand_paths
@@ -161,6 +163,18 @@ def models(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         stdout.out(render.to_json(offered))
     else:
         stdout.print(render.models_table(offered))
+
+
+@app.command("hash-key")
+def hash_key(
+    key: Annotated[
+        str | None,
+        typer.Argument(help="A key to hash; without one, a new random key.", show_default=False),
+    ] = None,
+) -> None:
+    """Print an API key and the digest the server lists in HWR_API_KEY_HASHES."""
+    key = key or secrets.token_urlsafe(32)
+    stdout.out(f"key     {key}\nsha256  {key_digest(key)}")
 
 
 def _output(as_csv: bool, as_json: bool) -> Output:

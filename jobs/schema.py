@@ -7,7 +7,17 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -31,7 +41,10 @@ UNFINISHED = (JobStatus.queued, JobStatus.running)
 
 
 class Job(Base):
-    """One request: `updated_at` moves with every batch, so the sweep can tell a stalled job."""
+    """One request: `updated_at` moves with every batch, so the sweep can tell a stalled job.
+
+    `owner` is the digest of the API key that created it ("" when keys are off).
+    """
 
     __tablename__ = "jobs"
 
@@ -40,14 +53,18 @@ class Job(Base):
     model: Mapped[str] = mapped_column(String(64))
     total: Mapped[int]
     for_canvas: Mapped[bool] = mapped_column(default=False)
-    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    owner: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("ix_jobs_status_updated_at", "status", "updated_at"),)
+    __table_args__ = (
+        Index("ix_jobs_status_updated_at", "status", "updated_at"),
+        UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
+    )
 
 
 class Item(Base):

@@ -63,9 +63,11 @@ def create_job(
     for_canvas: bool = False,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
+    owner: str = "",
 ) -> Job:
     """A queued job; items that failed validation get their failed result right away."""
     job = Job(
+        owner=owner,
         model=model,
         total=len(items),
         for_canvas=for_canvas,
@@ -85,17 +87,29 @@ def create_job(
     return job
 
 
-def get_job(session: Session, job_id: uuid.UUID, for_update: bool = False) -> Job | None:
-    return session.get(Job, job_id, with_for_update=for_update)
+def get_job(
+    session: Session, job_id: uuid.UUID, for_update: bool = False, owner: str | None = None
+) -> Job | None:
+    """The job, or None when it is missing or (with `owner`) belongs to another key."""
+    job = session.get(Job, job_id, with_for_update=for_update)
+    if job is None or (owner is not None and job.owner != owner):
+        return None
+    return job
 
 
-def find_by_idempotency_key(session: Session, key: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.idempotency_key == key))
+def find_by_idempotency_key(session: Session, key: str, owner: str) -> Job | None:
+    query = select(Job).where(Job.owner == owner, Job.idempotency_key == key)
+    return session.scalar(query)
 
 
 def finished_among(session: Session, job_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     query = select(Job.id).where(Job.id.in_(job_ids), Job.status.not_in(UNFINISHED))
     return set(session.scalars(query))
+
+
+def count_jobs_by_status(session: Session) -> dict[str, int]:
+    query = select(Job.status, func.count()).group_by(Job.status)
+    return {status: count for status, count in session.execute(query).all()}
 
 
 def progress(session: Session, job: Job) -> Progress:

@@ -58,6 +58,7 @@ def stack_settings(
         torch_threads=1,
         worker_concurrency=4,
         sweep_interval_s=3600,
+        rate_limit="",
     )
 
 

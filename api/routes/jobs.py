@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Annotated
@@ -11,12 +12,15 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, HTTPException, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
-from api.deps import CeleryDep, SettingsDep
+from api.deps import CeleryDep, OwnerDep, SettingsDep
 from api.schemas import JobOut, is_finished, item_out, job_out
 from api.submit import submit_job
 from jobs import store
 from jobs.db import session_scope
+from jobs.logs import job_context
 from jobs.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -25,9 +29,16 @@ CSV_PAGE = 1000
 CSV_COLUMNS = ("index", "filename", "status", "prediction", "confidence", "error")
 
 
-def read_job(settings: Settings, job_id: uuid.UUID, offset: int = 0, limit: int = 100) -> JobOut:
+def read_job(
+    settings: Settings,
+    job_id: uuid.UUID,
+    offset: int = 0,
+    limit: int = 100,
+    owner: str | None = None,
+) -> JobOut:
+    """The job as clients see it; 404 when it is missing or `owner` did not create it."""
     with session_scope(settings.database_url) as session:
-        job = store.get_job(session, job_id)
+        job = store.get_job(session, job_id, owner=owner)
         if job is None:
             raise HTTPException(404, f"No job {job_id}.")
         return job_out(session, job, offset, limit)
@@ -45,14 +56,19 @@ def job_headers(job: JobOut) -> dict[str, str]:
 def create_job(
     settings: SettingsDep,
     celery: CeleryDep,
+    owner: OwnerDep,
     response: Response,
     files: Annotated[list[UploadFile], File(description="Images and/or zip archives of images")],
     model: Annotated[str | None, Form(description="emnist47 (default) or emnist62")] = None,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobOut:
     """Validate the upload, store it and queue it; answers 202 with the job."""
-    job_id = submit_job(settings, celery, files, model, idempotency_key=idempotency_key)
+    job_id = submit_job(
+        settings, celery, files, model, idempotency_key=idempotency_key, owner=owner
+    )
     job = read_job(settings, job_id)
+    with job_context(job_id):
+        logger.info("job accepted", extra={"model": job.model, "items": job.progress.total})
     response.headers.update(job_headers(job))
     return job
 
@@ -60,21 +76,22 @@ def create_job(
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(
     settings: SettingsDep,
+    owner: OwnerDep,
     response: Response,
     job_id: uuid.UUID,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobOut:
     """Status, progress and one page of results."""
-    job = read_job(settings, job_id, offset, limit)
+    job = read_job(settings, job_id, offset, limit, owner)
     response.headers.update(job_headers(job))
     return job
 
 
 @router.get("/{job_id}/results.csv", response_class=StreamingResponse)
-def results_csv(settings: SettingsDep, job_id: uuid.UUID) -> StreamingResponse:
+def results_csv(settings: SettingsDep, owner: OwnerDep, job_id: uuid.UUID) -> StreamingResponse:
     """Every item as a CSV row: index, filename, status, prediction, confidence, error."""
-    read_job(settings, job_id, limit=1)
+    read_job(settings, job_id, limit=1, owner=owner)
     headers = {"Content-Disposition": f'attachment; filename="job-{job_id}.csv"'}
     return StreamingResponse(_csv_rows(settings, job_id), media_type="text/csv", headers=headers)
 
@@ -97,14 +114,18 @@ def _csv_rows(settings: Settings, job_id: uuid.UUID) -> Iterator[str]:
 
 
 @router.delete("/{job_id}", response_model=JobOut, responses={204: {"description": "Deleted"}})
-def cancel_or_delete_job(settings: SettingsDep, job_id: uuid.UUID) -> Response | JobOut:
+def cancel_or_delete_job(
+    settings: SettingsDep, owner: OwnerDep, job_id: uuid.UUID
+) -> Response | JobOut:
     """Cancel an unfinished job (answers the job); delete a finished one (answers 204)."""
-    with session_scope(settings.database_url) as session:
-        job = store.get_job(session, job_id, for_update=True)
+    with job_context(job_id), session_scope(settings.database_url) as session:
+        job = store.get_job(session, job_id, for_update=True, owner=owner)
         if job is None:
             raise HTTPException(404, f"No job {job_id}.")
         if is_finished(job):
             store.delete_job(session, job)
+            logger.info("job deleted")
             return Response(status_code=204)
         store.cancel_job(session, job)
+        logger.info("job canceled")
     return read_job(settings, job_id)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.deps import CeleryDep, SettingsDep, WatcherDep
+from api.deps import CeleryDep, OwnerDep, SettingsDep, WatcherDep
 from api.routes.jobs import job_headers, read_job
 from api.schemas import JobOut, ModelField, PredictOut, error_responses, is_finished
 from api.submit import submit_job
@@ -28,11 +28,14 @@ async def predict(
     settings: SettingsDep,
     celery: CeleryDep,
     watcher: WatcherDep,
+    owner: OwnerDep,
     file: Annotated[UploadFile, File(description="One image")],
     model: ModelField = None,
 ) -> PredictOut | JSONResponse:
     """200 with the result when it is ready within `predict_wait_s`, else 202 with the job."""
-    job_id = await run_in_threadpool(submit_job, settings, celery, [file], model, for_canvas=True)
+    job_id = await run_in_threadpool(
+        submit_job, settings, celery, [file], model, for_canvas=True, owner=owner
+    )
     await watcher.wait(job_id, settings.predict_wait_s)
     job = await run_in_threadpool(read_job, settings, job_id)
     if is_finished(job):

@@ -50,13 +50,34 @@ function errorMessage(body, status) {
   return statusMessage(status);
 }
 
-async function request(path, options = {}) {
+// When the server requires API keys (it answers 401), the page asks for one once and keeps it
+// in this browser's localStorage; every later call sends it as a Bearer token.
+const API_KEY = "hwr.apiKey";
+
+function authorization() {
+  const key = localStorage.getItem(API_KEY);
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+// True when the user gave a new key to retry with.
+function askForKey() {
+  const key = prompt("This server needs an API key. Enter yours:")?.trim();
+  if (!key) return false;
+  localStorage.setItem(API_KEY, key);
+  return true;
+}
+
+async function request(path, options = {}, { askedForKey = false } = {}) {
   let response;
   try {
-    response = await fetch(`${API}${path}`, options);
+    const headers = { ...options.headers, ...authorization() };
+    response = await fetch(`${API}${path}`, { ...options, headers });
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw new ApiError(OFFLINE);
+  }
+  if (response.status === 401 && !askedForKey && askForKey()) {
+    return request(path, options, { askedForKey: true });
   }
   if (!response.ok) {
     const body = await response.json().catch(() => null);
@@ -145,7 +166,16 @@ export function newIdempotencyKey() {
 
 // Starts a batch job. XMLHttpRequest rather than fetch because only it reports upload progress
 // (`onUploadProgress(fraction)`). Reusing `idempotencyKey` on a retry can't create a second job.
-export function submitJob(files, model, { idempotencyKey, onUploadProgress, signal } = {}) {
+export async function submitJob(files, model, options = {}) {
+  try {
+    return await sendJob(files, model, options);
+  } catch (error) {
+    if (error.status === 401 && askForKey()) return sendJob(files, model, options);
+    throw error;
+  }
+}
+
+function sendJob(files, model, { idempotencyKey, onUploadProgress, signal } = {}) {
   const form = new FormData();
   for (const file of files) form.append("files", file, file.name);
   form.append("model", model);
@@ -154,6 +184,7 @@ export function submitJob(files, model, { idempotencyKey, onUploadProgress, sign
     xhr.open("POST", `${API}/jobs`);
     xhr.responseType = "json";
     if (idempotencyKey) xhr.setRequestHeader("Idempotency-Key", idempotencyKey);
+    for (const [name, value] of Object.entries(authorization())) xhr.setRequestHeader(name, value);
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) onUploadProgress?.(event.loaded / event.total);
     });
@@ -174,6 +205,18 @@ export async function cancelJob(id) {
 
 export function resultsCsvUrl(id) {
   return `${API}/jobs/${encodeURIComponent(id)}/results.csv`;
+}
+
+// A plain link can't send the API key, so with a key the CSV is fetched and saved from a blob.
+export async function downloadWithKey(event, id) {
+  if (!localStorage.getItem(API_KEY)) return;
+  event.preventDefault();
+  const response = await request(`/jobs/${encodeURIComponent(id)}/results.csv`);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = `job-${id}.csv`;
+  link.click();
+  URL.revokeObjectURL(link.href);
 }
 
 export function jobPageUrl(id) {

@@ -4,6 +4,7 @@ import {
   ApiError,
   cancelJob,
   describeError,
+  downloadWithKey,
   formatPercent,
   getJob,
   isFinished,
@@ -165,6 +166,12 @@ function showJobLinks(id) {
   elements.downloadCsv.href = resultsCsvUrl(id);
   if (location.href !== url) history.replaceState(null, "", url);
 }
+
+elements.downloadCsv.addEventListener("click", (event) => {
+  downloadWithKey(event, jobId).catch((error) => {
+    showNotice(elements.notice, describeError(error));
+  });
+});
 
 function showNoPreview(card) {
   card.querySelector(".card-thumb img").hidden = true;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -131,3 +132,14 @@ def test_models_lists_names_and_metrics(cli_service: FakeService) -> None:
 
     assert result.exit_code == 0, result.output
     assert "emnist47" in result.stdout and "accuracy 0.900" in result.stdout
+
+
+def test_hash_key_makes_a_new_key_and_its_sha256() -> None:
+    first, second = hwr("hash-key"), hwr("hash-key")
+    lines = dict(line.split() for line in first.stdout.splitlines())
+    assert first.exit_code == 0, first.output
+    assert hashlib.sha256(lines["key"].encode()).hexdigest() == lines["sha256"]
+    assert len(lines["key"]) >= 40
+    assert first.stdout != second.stdout
+    given = hwr("hash-key", "my-key").stdout
+    assert hashlib.sha256(b"my-key").hexdigest() in given
