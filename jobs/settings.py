@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,8 +49,34 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(32, description="Task threads per worker process")
     device: str = Field("", description="torch device for inference; empty: CUDA when present")
 
+    api_key_hashes: list[str] = Field(
+        [],
+        description="sha256 hex digests of the accepted API keys (`hwr hash-key`); empty: no keys",
+    )
+    rate_limit: str = Field(
+        "1200/minute",
+        description="Requests per client to /api, e.g. `20/second;1200/minute`; empty: no limit",
+    )
+    rate_limit_storage: str = Field(
+        "async+memory://",
+        description="Where rate-limit counters live; `async+redis://host:6379/1` shares them",
+    )
+    cors_origins: list[str] = Field([], description="Origins allowed to call /api from a browser")
+
+    log_format: Literal["json", "text"] = Field(
+        "json", description="`json`: one JSON object per line; `text`: for people"
+    )
+    log_level: str = Field("INFO", description="Level of the service's own loggers")
+    worker_metrics_port: int = Field(
+        9808, description="Port of each worker's Prometheus endpoint; 0: none"
+    )
+
     sweep_interval_s: float = Field(30.0, description="How often the gateway sweeps the job table")
     stuck_after_s: float = Field(300.0, description="Re-enqueue unfinished jobs idle this long")
+    db_retry_s: float = Field(
+        120.0,
+        description="How long workers retry a database write before leaving the job to the sweep",
+    )
     retention_s: float = Field(7 * 86400.0, description="Delete finished jobs after this long")
 
     @model_validator(mode="after")

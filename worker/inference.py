@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+
+import numpy as np
 
 from jobs import store
 from jobs.db import session_scope
 from jobs.settings import get_settings
 from ml import Predictor, load_model
 from ml.artifact import ModelArtifactError
+from ml.predictor import Prediction
+from worker import metrics
 from worker.batcher import Coalescer
 
 logger = logging.getLogger(__name__)
@@ -19,17 +24,31 @@ _predictors: dict[str, Predictor] = {}
 _coalescers: dict[str, Coalescer] = {}
 
 
+class MeasuredPredictor(Predictor):
+    """A predictor whose every forward pass is counted in the worker's metrics."""
+
+    def predict(self, inputs: np.ndarray, k: int = 5) -> list[Prediction]:
+        started = time.perf_counter()
+        predictions = super().predict(inputs, k)
+        metrics.observe_forward_pass(self.spec.name, len(inputs), time.perf_counter() - started)
+        return predictions
+
+
 def predictor(model: str) -> Predictor:
     """The model's predictor, with torch threads and device set from the settings."""
     with _lock:
         if model not in _predictors:
             settings = get_settings()
-            _predictors[model] = Predictor(
+            started = time.perf_counter()
+            _predictors[model] = MeasuredPredictor(
                 load_model(settings.models_dir / model),
                 device=settings.device or None,
                 threads=settings.torch_threads,
                 chunk_size=settings.inference_batch_size,
             )
+            seconds = time.perf_counter() - started
+            metrics.MODEL_LOAD_SECONDS.labels(model).set(seconds)
+            logger.info("model %s loaded", model, extra={"seconds": round(seconds, 3)})
         return _predictors[model]
 
 

@@ -2,31 +2,47 @@
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from typing import Any
 
 from celery.concurrency.prefork import TaskPool as PreforkPool
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import setup_logging, worker_process_init, worker_ready
 
+from jobs.logs import configure_logging, job_context
 from jobs.queue import RUN_JOB, make_celery
 from jobs.settings import get_settings
-from worker import inference, processing
+from worker import inference, metrics, processing
+
+logger = logging.getLogger(__name__)
 
 app = make_celery(get_settings())
+
+
+@setup_logging.connect
+def _log_as_the_gateway_does(**_: Any) -> None:
+    configure_logging(get_settings())
 
 
 @worker_process_init.connect
 def _load_models_after_fork(**_: Any) -> None:
     inference.preload()
+    metrics.serve(get_settings().worker_metrics_port)
 
 
 @worker_ready.connect
 def _load_models_without_fork(sender: Any, **_: Any) -> None:
     if not isinstance(sender.pool, PreforkPool):
         inference.preload()
+        metrics.serve(get_settings().worker_metrics_port)
 
 
 @app.task(name=RUN_JOB)
 def run_job(job_id: str) -> None:
     """Process whatever the job still lacks; redelivery after a crash just resumes."""
-    processing.run_job(uuid.UUID(job_id))
+    started = time.perf_counter()
+    with job_context(job_id):
+        logger.info("job started")
+        processing.run_job(uuid.UUID(job_id))
+        logger.info("job done", extra={"seconds": round(time.perf_counter() - started, 3)})

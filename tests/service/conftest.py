@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import numpy as np
@@ -121,13 +122,14 @@ def redis_key_prefix() -> Iterator[str]:
         client.delete(key)
 
 
-def start_worker(settings: Settings) -> subprocess.Popen:
-    """A real Celery worker process, returned once it answers a ping."""
+def start_worker(settings: Settings, log: IO[bytes] | None = None) -> subprocess.Popen:
+    """A real Celery worker process (its log to `log` if given), returned once it answers a ping."""
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "-Q", "cpu",
          "-l", "warning", "--without-gossip", "--without-mingle"],
         cwd=ROOT,
         env=service_env(settings),
+        stderr=log,
     )  # fmt: skip
     celery = make_celery(settings)
     deadline = time.monotonic() + WORKER_START_S
@@ -169,6 +171,8 @@ def settings(
         max_image_pixels=4_000_000,
         predict_wait_s=5.0,
         sweep_interval_s=3600,
+        rate_limit="",
+        worker_metrics_port=free_port(),
     )
 
 
