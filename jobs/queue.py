@@ -17,6 +17,7 @@ from jobs.settings import Settings
 RUN_JOB = "worker.tasks.run_job"
 QUEUES = ("cpu", "gpu")
 FILESYSTEM_POLL_S = 0.02
+FILESYSTEM_TRANSPORT = "jobs.filesystem_broker:Transport"
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:
@@ -34,6 +35,8 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
 
 def make_celery(settings: Settings) -> Celery:
     app = Celery("hwr", broker=settings.broker_url, set_as_current=False)
+    if settings.broker_url.startswith("filesystem"):
+        app.conf.broker_transport = FILESYSTEM_TRANSPORT
     app.conf.update(
         broker_transport_options=_transport_options(settings),
         broker_connection_retry_on_startup=True,
