@@ -1,8 +1,9 @@
 """Turning an upload into job items, before anything is accepted.
 
 Content is sniffed, never trusted from the name. A bad image fails alone as an item with its
-reason; what threatens the service (too many files, zip bombs, nested archives) rejects the
-whole request. Only headers are read here: decoding is the worker's job.
+reason, and so does an archive entry whose name leads out of the archive; what threatens the
+service (too many files, zip bombs, nested archives) rejects the whole request. Only headers
+are read here: decoding is the worker's job.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ml.preprocess import NotAnImageError
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 ARCHIVE_MAGIC = (*ZIP_MAGIC, b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf", b"Rar!")
 IGNORED_ZIP_PREFIXES = ("__MACOSX/",)
+ESCAPING_ENTRY = "The entry's name leads out of the archive (absolute or with ..); it was not read."
 MB = 1_000_000
 
 
@@ -99,6 +101,9 @@ def _expand_zip(name: str, data: bytes, settings: Settings) -> list[NewItem]:
     items = []
     for entry in entries:
         entry_name = f"{name}/{entry.filename}"
+        if _escapes_archive(entry.filename):
+            items.append(NewItem(entry_name, error=ESCAPING_ENTRY))
+            continue
         try:
             with archive.open(entry) as stream:
                 content = stream.read(min(settings.max_file_bytes, budget) + 1)
@@ -112,3 +117,9 @@ def _expand_zip(name: str, data: bytes, settings: Settings) -> list[NewItem]:
             raise HTTPException(422, f"{entry_name}: archives inside archives are not accepted.")
         items.append(_sniff_image(entry_name, content, settings))
     return items
+
+
+def _escapes_archive(entry_name: str) -> bool:
+    """A zip-slip name: nothing here unpacks to disk, but only a crafted archive holds one."""
+    path = entry_name.replace("\\", "/")
+    return path.startswith("/") or path[1:2] == ":" or ".." in path.split("/")
