@@ -1,7 +1,9 @@
 """Running one job: preprocess and predict its pending items a batch at a time, save in bulk.
 
 Safe to run twice or to resume: it only takes items without a result, and stops as soon as the
-job is no longer running (canceled, or finished by another delivery).
+job is no longer running (canceled, or finished by another delivery). Each transaction is redone
+whole while the database is unavailable (a restart), up to `db_retry_s`; past that the task fails
+and the sweep enqueues the job again.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from jobs import store
-from jobs.db import session_scope
+from jobs.db import retrying
 from jobs.schema import Item, Job, JobStatus
 from jobs.settings import get_settings
 from ml.artifact import ModelArtifactError
@@ -24,31 +28,61 @@ from worker import inference
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 def run_job(job_id: uuid.UUID) -> None:
-    settings = get_settings()
-    with session_scope(settings.database_url) as session:
-        job = store.start_job(session, job_id)
-        if job is not None and job.for_canvas:
-            _run_canvas(session, job)
-            return
-        items = store.pending_items(session, job_id, settings.inference_batch_size) if job else []
-    if job is None:
+    started = _transaction(_start, job_id)
+    if started is None:
         return
+    job, items = started
     model = _model_of(job)
     if model is None:
-        with session_scope(settings.database_url) as session:
-            _fail_unavailable(session, job)
+        _transaction(_fail_unavailable, job)
         return
-    while True:
-        outcomes = _predict(items, model, job.model, job.for_canvas)
-        after = items[-1].index if items else -1
-        with session_scope(settings.database_url) as session:
-            store.save_outcomes(session, job_id, outcomes)
-            items = store.pending_items(session, job_id, settings.inference_batch_size, after)
-            if not items:
-                store.finish_job(session, job_id, JobStatus.succeeded)
-                return
+    while items:
+        outcomes, forward_pass = _predict(items, model, job.model, for_canvas=False)
+        after = items[-1].index
+        items = _transaction(_save, job_id, outcomes, forward_pass, after)
+
+
+def _transaction(work: Callable[..., T], *args: object) -> T:
+    """`work(session, *args)` in a transaction that outlasts a database restart."""
+    settings = get_settings()
+    return retrying(
+        settings.database_url, lambda session: work(session, *args), settings.db_retry_s
+    )
+
+
+def _start(session: Session, job_id: uuid.UUID) -> tuple[Job, list[Item]] | None:
+    """Mark the job running with its first batch; a canvas job is run to the end right here."""
+    job = store.start_job(session, job_id)
+    if job is None:
+        return None
+    if job.for_canvas:
+        _run_canvas(session, job)
+        return None
+    items = store.pending_items(session, job_id, get_settings().inference_batch_size)
+    if not items:
+        store.finish_job(session, job_id, JobStatus.succeeded)
+    return job, items
+
+
+def _save(
+    session: Session,
+    job_id: uuid.UUID,
+    outcomes: list[store.Outcome],
+    forward_pass: int,
+    after: int,
+) -> list[Item]:
+    """Save one batch and take the next; the job is finished when none is left."""
+    store.save_outcomes(session, job_id, outcomes)
+    if forward_pass:
+        store.record_batch(session, forward_pass, coalesced=False)
+    items = store.pending_items(session, job_id, get_settings().inference_batch_size, after)
+    if not items:
+        store.finish_job(session, job_id, JobStatus.succeeded)
+    return items
 
 
 def _run_canvas(session: Session, job: Job) -> None:
@@ -58,7 +92,8 @@ def _run_canvas(session: Session, job: Job) -> None:
         _fail_unavailable(session, job)
         return
     items = store.pending_items(session, job.id, limit=job.total)
-    store.save_outcomes(session, job.id, _predict(items, model, job.model, for_canvas=True))
+    outcomes, _ = _predict(items, model, job.model, for_canvas=True)
+    store.save_outcomes(session, job.id, outcomes)
     store.finish_job(session, job.id, JobStatus.succeeded)
 
 
@@ -85,8 +120,9 @@ def _model_input(item: Item, model: Predictor) -> np.ndarray:
 
 def _predict(
     items: list[Item], model: Predictor, model_name: str, for_canvas: bool
-) -> list[store.Outcome]:
-    """Outcomes for a batch: unreadable images fail alone, the rest share one forward pass."""
+) -> tuple[list[store.Outcome], int]:
+    """Outcomes for a batch, and the size of its forward pass (0 for canvas images, which the
+    coalescer batches and records): unreadable images fail alone, the rest share one pass."""
     outcomes: list[store.Outcome] = []
     readable: list[tuple[int, np.ndarray]] = []
     for item in items:
@@ -98,17 +134,16 @@ def _predict(
             logger.exception("item %d of job %s could not be read", item.index, item.job_id)
             outcomes.append(store.Outcome.failure(item.index, "The image could not be read."))
     if not readable:
-        return outcomes
+        return outcomes, 0
     inputs = np.stack([model_input for _, model_input in readable])
     if for_canvas:
         predictions = [inference.coalescer(model_name).predict(x) for x in inputs]
     else:
         predictions = model.predict(inputs)
-        inference.record_batch(len(inputs), coalesced=False)
     for (index, model_input), prediction in zip(readable, predictions, strict=True):
         display = _display_png(model_input, model) if for_canvas else None
         outcomes.append(_success(index, prediction, display))
-    return outcomes
+    return outcomes, 0 if for_canvas else len(readable)
 
 
 def _display_png(model_input: np.ndarray, model: Predictor) -> str:
