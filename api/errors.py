@@ -1,17 +1,29 @@
-"""Every error leaves as JSON `{"detail": "<human message>"}`, never as a stack trace."""
+"""Every error leaves as JSON `{"detail": "<human message>"}`, never as a stack trace.
+
+A database or broker that cannot be reached (a restart) is the client's cue to come back, so it
+answers 503 with `Retry-After` rather than 500.
+"""
 
 from __future__ import annotations
 
 import logging
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError as BrokerUnreachable
 from python_multipart.exceptions import MultipartParseError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
+from jobs.db import is_unavailable
+
 logger = logging.getLogger(__name__)
+
+# Long enough for a database or Redis restart to finish, short enough that nobody gives up.
+RETRY_AFTER_S = 5
 
 
 def _detail(error: HTTPException) -> str:
@@ -36,6 +48,27 @@ async def validation_error(_request: Request, error: RequestValidationError) -> 
     return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
 
 
+def unavailable(detail: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": detail}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
+
+
+async def database_error(request: Request, error: Exception) -> JSONResponse:
+    """503 while the database is unreachable; any other database error is a 500 like the rest."""
+    if isinstance(error, psycopg.OperationalError) or is_unavailable(error):
+        logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, error)
+        return unavailable(
+            f"The job database is unavailable; try again in {RETRY_AFTER_S} seconds."
+        )
+    return await unexpected_error(request, error)
+
+
+async def broker_error(request: Request, error: Exception) -> JSONResponse:
+    logger.warning("broker unreachable on %s %s: %s", request.method, request.url.path, error)
+    return unavailable(f"The job queue is unavailable; try again in {RETRY_AFTER_S} seconds.")
+
+
 async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return JSONResponse({"detail": "Internal error; it has been logged."}, status_code=500)
@@ -44,4 +77,7 @@ async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(psycopg.OperationalError, database_error)
+    app.add_exception_handler(BrokerUnreachable, broker_error)
     app.add_exception_handler(Exception, unexpected_error)

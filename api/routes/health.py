@@ -1,4 +1,7 @@
-"""Liveness (the process answers) and readiness (database, broker and a worker all answer)."""
+"""Liveness (the process answers) and readiness (database, broker and a worker all answer).
+
+Not ready is a 503 with `Retry-After`, as a load balancer or a restarting dependency expects.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.deps import CeleryDep, SettingsDep
+from api.errors import RETRY_AFTER_S
 from jobs.db import session_scope
 
 router = APIRouter(tags=["health"])
@@ -37,5 +41,5 @@ def readyz(settings: SettingsDep, celery: CeleryDep) -> JSONResponse:
     failed = [name for name, state in checks.items() if state != "ok"]
     if failed:
         body = {"status": "unavailable", "detail": f"Not ready: {', '.join(failed)}.", **checks}
-        return JSONResponse(body, status_code=503)
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
     return JSONResponse({"status": "ok", **checks})
