@@ -23,6 +23,12 @@ logger = logging.getLogger(__name__)
 TICK_S = 0.01
 BACKUP_TICK_S = 1.0
 RECONNECT_S = 1.0
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 # Jobs announced just before their request started waiting; enough for any burst of requests.
 RECENT_JOBS = 4096
 
@@ -56,15 +62,24 @@ class CompletionWatcher:
         await asyncio.gather(self._poll(BACKUP_TICK_S), self._listen(listen_url))
 
     async def _listen(self, url: str) -> None:
+        """LISTEN for as long as the app runs, connecting again after a restart of Postgres.
+
+        TCP keepalives end a connection whose server vanished without closing it (a host lost
+        rather than restarted), which would otherwise wait for notifications forever.
+        """
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
+                async with await psycopg.AsyncConnection.connect(
+                    url, autocommit=True, **KEEPALIVES
+                ) as db:
                     await db.execute(f"LISTEN {store.FINISHED_CHANNEL}")
                     async for notice in db.notifies():
                         self._finished({uuid.UUID(notice.payload)})
+            except psycopg.OperationalError as error:
+                logger.warning("job-finished notifications lost, reconnecting: %s", error)
             except Exception:
-                logger.exception("lost job-finished notifications; reconnecting")
-                await asyncio.sleep(RECONNECT_S)
+                logger.exception("job-finished notifications lost; reconnecting")
+            await asyncio.sleep(RECONNECT_S)
 
     async def _poll(self, tick_s: float) -> None:
         while True:
