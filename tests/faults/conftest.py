@@ -2,7 +2,8 @@
 
 The shared services on 5432 and 6379 serve other tests at the same time, so nothing here stops,
 restarts or flushes them: this package starts its own throwaway instances. The sweep runs every
-second and re-enqueues jobs idle for a few seconds, so lost queue messages come back quickly.
+second and re-enqueues jobs idle for a few seconds, so lost queue messages come back quickly;
+no rate limit applies, since every client here polls from one address.
 In CI a missing binary is a failure; elsewhere the tests skip.
 """
 
@@ -215,6 +216,7 @@ def fault_stack(models_dir: Path) -> Iterator[FaultStack]:  # noqa: F811 - the f
             predict_wait_s=5.0,
             sweep_interval_s=1.0,
             stuck_after_s=4.0,
+            rate_limit="",
         ),
         postgres=postgres,
         redis=private_redis,
