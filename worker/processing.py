@@ -24,7 +24,7 @@ from jobs.settings import get_settings
 from ml.artifact import ModelArtifactError
 from ml.predictor import Prediction, Predictor
 from ml.preprocess import PreprocessError, to_display_png, to_model_input
-from worker import inference
+from worker import inference, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -32,18 +32,23 @@ T = TypeVar("T")
 
 
 def run_job(job_id: uuid.UUID) -> None:
+    """Items are counted in the metrics once their transaction committed, never on a retry."""
     started = _transaction(_start, job_id)
     if started is None:
         return
-    job, items = started
+    job, items, saved = started
+    metrics.count_items(job.model, saved)
+    if not items:
+        return
     model = _model_of(job)
     if model is None:
-        _transaction(_fail_unavailable, job)
+        metrics.count_items(job.model, _transaction(_fail_unavailable, job))
         return
     while items:
         outcomes, forward_pass = _predict(items, model, job.model, for_canvas=False)
         after = items[-1].index
         items = _transaction(_save, job_id, outcomes, forward_pass, after)
+        metrics.count_items(job.model, outcomes)
 
 
 def _transaction(work: Callable[..., T], *args: object) -> T:
@@ -54,18 +59,20 @@ def _transaction(work: Callable[..., T], *args: object) -> T:
     )
 
 
-def _start(session: Session, job_id: uuid.UUID) -> tuple[Job, list[Item]] | None:
-    """Mark the job running with its first batch; a canvas job is run to the end right here."""
+def _start(
+    session: Session, job_id: uuid.UUID
+) -> tuple[Job, list[Item], list[store.Outcome]] | None:
+    """Mark the job running with its first batch; a canvas job is run to the end right here
+    (no items left, and the outcome it saved)."""
     job = store.start_job(session, job_id)
     if job is None:
         return None
     if job.for_canvas:
-        _run_canvas(session, job)
-        return None
+        return job, [], _run_canvas(session, job)
     items = store.pending_items(session, job_id, get_settings().inference_batch_size)
     if not items:
         store.finish_job(session, job_id, JobStatus.succeeded)
-    return job, items
+    return job, items, []
 
 
 def _save(
@@ -85,16 +92,16 @@ def _save(
     return items
 
 
-def _run_canvas(session: Session, job: Job) -> None:
+def _run_canvas(session: Session, job: Job) -> list[store.Outcome]:
     """Claim, predict, save and finish in the caller's transaction: one commit per canvas image."""
     model = _model_of(job)
     if model is None:
-        _fail_unavailable(session, job)
-        return
+        return _fail_unavailable(session, job)
     items = store.pending_items(session, job.id, limit=job.total)
     outcomes, _ = _predict(items, model, job.model, for_canvas=True)
     store.save_outcomes(session, job.id, outcomes)
     store.finish_job(session, job.id, JobStatus.succeeded)
+    return outcomes
 
 
 def _model_of(job: Job) -> Predictor | None:
@@ -106,12 +113,14 @@ def _model_of(job: Job) -> Predictor | None:
         return None
 
 
-def _fail_unavailable(session: Session, job: Job) -> None:
+def _fail_unavailable(session: Session, job: Job) -> list[store.Outcome]:
     """Every item still pending fails with one clear reason, so the client is not left waiting."""
     message = f"Model {job.model!r} is not available on this worker."
     items = store.pending_items(session, job.id, limit=job.total)
-    store.save_outcomes(session, job.id, [store.Outcome.failure(i.index, message) for i in items])
+    failures = [store.Outcome.failure(item.index, message) for item in items]
+    store.save_outcomes(session, job.id, failures)
     store.finish_job(session, job.id, JobStatus.failed)
+    return failures
 
 
 def _model_input(item: Item, model: Predictor) -> np.ndarray:
