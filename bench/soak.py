@@ -346,6 +346,8 @@ def markdown(results: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
+    """The service's defaults on the shipped models, but no rate limit (every client here is one
+    address) and no worker metrics port (another stack on this machine may hold it)."""
     plan = QUICK if args.quick else FULL
     models = shipped_models(args.models_dir, Settings().model_names)
     if not models:
@@ -359,6 +361,7 @@ def run(args: argparse.Namespace) -> dict:
         "model_names": models,
         "default_model": models[0],
         "rate_limit": "",
+        "worker_metrics_port": 0,
     }
     with running_stack(overrides) as stack:
         measured = asyncio.run(drive(stack, plan, drawings, archive))

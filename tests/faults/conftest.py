@@ -3,7 +3,8 @@
 The shared services on 5432 and 6379 serve other tests at the same time, so nothing here stops,
 restarts or flushes them: this package starts its own throwaway instances. The sweep runs every
 second and re-enqueues jobs idle for a few seconds, so lost queue messages come back quickly;
-no rate limit applies, since every client here polls from one address.
+no rate limit applies, since every client here polls from one address, and the worker serves no
+metrics port that another stack on this machine may be using.
 In CI a missing binary is a failure; elsewhere the tests skip.
 """
 
@@ -217,6 +218,7 @@ def fault_stack(models_dir: Path) -> Iterator[FaultStack]:  # noqa: F811 - the f
             sweep_interval_s=1.0,
             stuck_after_s=4.0,
             rate_limit="",
+            worker_metrics_port=0,
         ),
         postgres=postgres,
         redis=private_redis,
