@@ -17,6 +17,7 @@ from python_multipart.exceptions import MultipartParseError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
+from starlette.routing import Match, Route
 
 from jobs.db import is_unavailable
 
@@ -33,10 +34,22 @@ def _detail(error: HTTPException) -> str:
     return str(error.detail)
 
 
-async def http_error(_request: Request, error: HTTPException) -> JSONResponse:
-    return JSONResponse(
-        {"detail": _detail(error)}, status_code=error.status_code, headers=error.headers
-    )
+def _allowed_methods(request: Request) -> str:
+    """Every method served at this path: Starlette's 405 names only the first matching route's."""
+    methods = {
+        method
+        for route in request.app.router.routes
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
+        for method in route.methods or ()
+    }
+    return ", ".join(sorted(methods))
+
+
+async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+    headers = error.headers
+    if error.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return JSONResponse({"detail": _detail(error)}, status_code=error.status_code, headers=headers)
 
 
 async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from api.deps import CeleryDep, SettingsDep
 from api.errors import RETRY_AFTER_S
+from api.schemas import error_responses
 from jobs.db import session_scope
 
 router = APIRouter(tags=["health"])
@@ -23,7 +24,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=error_responses(503))
 def readyz(settings: SettingsDep, celery: CeleryDep) -> JSONResponse:
     checks = {"database": "ok", "broker": "ok", "worker": "ok"}
     try:

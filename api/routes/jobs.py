@@ -9,11 +9,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, HTTPException, Query, Response, UploadFile
+from fastapi import APIRouter, File, Header, HTTPException, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
 from api.deps import CeleryDep, OwnerDep, SettingsDep
-from api.schemas import JobOut, is_finished, item_out, job_out
+from api.schemas import JobOut, ModelField, error_responses, is_finished, item_out, job_out
 from api.submit import submit_job
 from jobs import store
 from jobs.db import session_scope
@@ -52,14 +52,21 @@ def job_headers(job: JobOut) -> dict[str, str]:
     return headers
 
 
-@router.post("", status_code=202, response_model=JobOut)
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    responses=error_responses(400, 401, 409, 413, 422, 429, 503),
+)
 def create_job(
     settings: SettingsDep,
     celery: CeleryDep,
     owner: OwnerDep,
     response: Response,
-    files: Annotated[list[UploadFile], File(description="Images and/or zip archives of images")],
-    model: Annotated[str | None, Form(description="emnist47 (default) or emnist62")] = None,
+    files: Annotated[
+        list[UploadFile], File(description="Images and/or zip archives of images", min_length=1)
+    ],
+    model: ModelField = None,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobOut:
     """Validate the upload, store it and queue it; answers 202 with the job."""
@@ -73,7 +80,7 @@ def create_job(
     return job
 
 
-@router.get("/{job_id}", response_model=JobOut)
+@router.get("/{job_id}", response_model=JobOut, responses=error_responses(401, 404, 422, 429, 503))
 def get_job(
     settings: SettingsDep,
     owner: OwnerDep,
@@ -88,7 +95,14 @@ def get_job(
     return job
 
 
-@router.get("/{job_id}/results.csv", response_class=StreamingResponse)
+@router.get(
+    "/{job_id}/results.csv",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV"},
+        **error_responses(401, 404, 422, 429, 503),
+    },
+)
 def results_csv(settings: SettingsDep, owner: OwnerDep, job_id: uuid.UUID) -> StreamingResponse:
     """Every item as a CSV row: index, filename, status, prediction, confidence, error."""
     read_job(settings, job_id, limit=1, owner=owner)
@@ -113,7 +127,11 @@ def _csv_rows(settings: Settings, job_id: uuid.UUID) -> Iterator[str]:
         offset += CSV_PAGE
 
 
-@router.delete("/{job_id}", response_model=JobOut, responses={204: {"description": "Deleted"}})
+@router.delete(
+    "/{job_id}",
+    response_model=JobOut,
+    responses={204: {"description": "Deleted"}, **error_responses(401, 404, 422, 429, 503)},
+)
 def cancel_or_delete_job(
     settings: SettingsDep, owner: OwnerDep, job_id: uuid.UUID
 ) -> Response | JobOut:

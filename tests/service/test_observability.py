@@ -6,15 +6,16 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.main import create_app
 from jobs.settings import Settings
+from ml.data import load_split
 from tests.service.conftest import free_port, png_bytes, start_worker, stop
 
 JOBS = "/api/v1/jobs"
@@ -55,12 +56,13 @@ def observed(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
             stop(worker)
 
 
-def run_job(client: TestClient) -> str:
-    rng = np.random.default_rng(0)
-    files = [
-        ("files", (f"{i}.png", png_bytes(rng.integers(0, 255, (28, 28), np.uint8)), "image/png"))
-        for i in range(IMAGES)
-    ]
+@pytest.fixture(scope="module")
+def letters(emnist_dir: Path) -> list[bytes]:
+    return [png_bytes(image) for image in load_split(emnist_dir, "pool47", "test").images[:IMAGES]]
+
+
+def run_job(client: TestClient, letters: list[bytes]) -> str:
+    files = [("files", (f"{i}.png", png, "image/png")) for i, png in enumerate(letters)]
     job_id = client.post(JOBS, files=files).json()["id"]
     deadline = time.monotonic() + 60
     while client.get(f"{JOBS}/{job_id}").json()["status"] != "succeeded":
@@ -69,13 +71,13 @@ def run_job(client: TestClient) -> str:
     return job_id
 
 
-def test_gateway_and_worker_metrics_move_as_a_job_runs(observed):
+def test_gateway_and_worker_metrics_move_as_a_job_runs(observed, letters: list[bytes]):
     settings, client, _ = observed
     worker_metrics = f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"
     gateway_before = samples(client.get("/metrics").text)
     worker_before = samples(httpx.get(worker_metrics).text)
 
-    run_job(client)
+    run_job(client, letters)
 
     response = client.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
@@ -100,9 +102,9 @@ def test_gateway_and_worker_metrics_move_as_a_job_runs(observed):
     assert value(worker_after, "hwr_worker_model_load_seconds", **model) > 0
 
 
-def test_worker_log_lines_are_json_and_carry_the_job_id(observed):
+def test_worker_log_lines_are_json_and_carry_the_job_id(observed, letters: list[bytes]):
     _, client, log_path = observed
-    job_id = run_job(client)
+    job_id = run_job(client, letters)
     deadline = time.monotonic() + 10
     while True:
         lines = [line for line in log_path.read_text().splitlines() if line.startswith("{")]
