@@ -5,10 +5,21 @@ The figures are the JSON's; nothing is computed here except ratios shown next to
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from bench import model_speed
 
 SERVER_PARTS = ("gateway", "worker", "postgres", "naive")
 CPU_COLUMNS = ("gateway", "worker", "postgres", "redis", "naive", "client")
+
+
+def save(out: Path, results: dict, text: str) -> None:
+    """The results as JSON at `out` and as markdown beside it; the markdown also printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".md").write_text(text)
+    print(text)
 
 
 def _verdict(passed: bool | None) -> str:

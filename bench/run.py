@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 from dataclasses import dataclass, replace
@@ -21,7 +20,7 @@ from bench import model_speed, preprocess_speed
 from bench.clients import batch_job, canvas_clients, one_request_each
 from bench.cpu import Finder, cpu_used, one_process, processes_matching
 from bench.images import scan_pngs, zipped
-from bench.report import markdown
+from bench.report import markdown, save
 from bench.stack import Stack, running_stack
 from bench.targets import evaluate
 from jobs import store
@@ -212,10 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
     results = run(args)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
+    save(out, results, markdown(results))
 
 
 if __name__ == "__main__":

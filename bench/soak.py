@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import sys
 import time
@@ -30,6 +29,7 @@ from sqlalchemy import func, select
 from bench.clients import FINISHED, latency_summary
 from bench.images import scan_pngs, zipped
 from bench.preprocess_speed import canvas_pngs
+from bench.report import save
 from bench.run import commit, shipped_models
 from bench.stack import Stack, running_stack
 from jobs.db import session_scope
@@ -391,10 +391,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
     results = run(args)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
+    save(out, results, markdown(results))
     return results
 
 

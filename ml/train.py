@@ -85,7 +85,9 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return F.grid_sample(batch, grid, align_corners=False, padding_mode="zeros")
 
 
-def jitter_strokes(batch: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+def jitter_strokes(
+    batch: torch.Tensor, strength: float, generator: torch.Generator
+) -> torch.Tensor:
     """Blend each image towards its 3x3 dilation or erosion, as pens and markers vary the width."""
     amount = torch.empty(batch.shape[0], 1, 1, 1).uniform_(-strength, strength, generator=generator)
     thicker = F.max_pool2d(batch, 3, stride=1, padding=1)
@@ -226,4 +228,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -9,23 +9,19 @@ is already running.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from jobs.settings import ROOT, Settings
+from jobs.settings import Settings
 from tests.conftest import require
 from tests.service.conftest import (  # noqa: F401  (importing a fixture makes it usable here)
-    free_port,
     postgres_url,
-    service_env,
+    start_gateway,
     start_worker,
     stop,
     unavailable,
-    wait_until_ready,
 )
 
 # Not the service tests' Redis db: their worker (untrained models, another database) listens on
@@ -70,15 +66,11 @@ def base_url(request: pytest.FixtureRequest) -> Iterator[str]:
         return
     settings: Settings = request.getfixturevalue("stack_settings")
     worker = start_worker(settings)
-    url = f"http://127.0.0.1:{free_port()}"
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
-         "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1], "--log-level", "warning"],
-        cwd=ROOT, env=service_env(settings),
-    )  # fmt: skip
     try:
-        wait_until_ready(url, gateway)
-        yield url
-    finally:
-        stop(gateway)
+        gateway, url = start_gateway(settings)
+    except BaseException:
         stop(worker)
+        raise
+    yield url
+    stop(gateway)
+    stop(worker)

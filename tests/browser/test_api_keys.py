@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,9 +12,9 @@ import pytest
 from playwright.sync_api import Browser, Dialog, expect
 
 from api.access import key_digest
-from jobs.settings import ROOT, Settings
+from jobs.settings import Settings
 from tests.browser.test_batch_page import png, wait_for_results
-from tests.service.conftest import free_port, service_env, stop, wait_until_ready
+from tests.service.conftest import start_gateway, stop
 
 KEY = "browser-test-key"
 
@@ -25,17 +23,9 @@ KEY = "browser-test-key"
 def keyed_url(stack_settings: Settings, base_url: str) -> Iterator[str]:
     """A second gateway on the shared stack's database and worker, requiring `KEY`."""
     settings = stack_settings.model_copy(update={"api_key_hashes": [key_digest(KEY)]})
-    url = f"http://127.0.0.1:{free_port()}"
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
-         "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1], "--log-level", "warning"],
-        cwd=ROOT, env=service_env(settings),
-    )  # fmt: skip
-    try:
-        wait_until_ready(url, gateway)
-        yield url
-    finally:
-        stop(gateway)
+    gateway, url = start_gateway(settings)
+    yield url
+    stop(gateway)
 
 
 def test_the_batch_page_asks_for_the_key_once(

@@ -203,19 +203,27 @@ def wait_until_ready(base_url: str, process: subprocess.Popen) -> None:
         time.sleep(0.5)
 
 
-@pytest.fixture(scope="session")
-def gateway_url(settings: Settings, worker: subprocess.Popen) -> Iterator[str]:
-    """The gateway as production runs it: uvicorn in a process of its own."""
-    port = free_port()
+def start_gateway(settings: Settings) -> tuple[subprocess.Popen, str]:
+    """The gateway as production runs it (uvicorn, a process of its own), once it is ready."""
+    url = f"http://127.0.0.1:{free_port()}"
     gateway = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
-         "--port", str(port), "--log-level", "warning"],
+         "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1], "--log-level", "warning"],
         cwd=ROOT,
         env=service_env(settings),
     )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    wait_until_ready(base_url, gateway)
-    yield base_url
+    try:
+        wait_until_ready(url, gateway)
+    except BaseException:
+        stop(gateway)
+        raise
+    return gateway, url
+
+
+@pytest.fixture(scope="session")
+def gateway_url(settings: Settings, worker: subprocess.Popen) -> Iterator[str]:
+    gateway, url = start_gateway(settings)
+    yield url
     stop(gateway)
 
 
