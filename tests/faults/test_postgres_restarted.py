@@ -114,4 +114,6 @@ def test_completion_watcher_listens_again_after_postgres_restarts(fault_stack: F
         watching.cancel()
         return first, again
 
-    assert asyncio.run(scenario()) == (True, True)
+    # A thread of its own: Playwright's sync API, alive for the session, holds this thread's loop.
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, scenario()).result() == (True, True)
