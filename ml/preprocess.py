@@ -552,27 +552,31 @@ def _extent(mask: np.ndarray) -> int:
 
 
 def skeleton(mask: np.ndarray) -> np.ndarray:
-    """Zhang-Suen thinning: the one-pixel centre line of a binary shape, connectivity kept."""
-    grid = np.pad(mask, 1).astype(np.uint8)
+    """Zhang-Suen thinning: the one-pixel centre line of a binary shape, connectivity kept.
+
+    Takes one (H, W) mask or a stack (..., H, W); training thins whole batches with it.
+    """
+    grid = np.pad(mask, [(0, 0)] * (mask.ndim - 2) + [(1, 1), (1, 1)]).astype(np.uint8)
+    inside = grid[..., 1:-1, 1:-1]
     removed = True
     while removed:
         removed = False
         for removable in THINNING_TABLES:
             code = (
-                grid[:-2, 1:-1]
-                | grid[:-2, 2:] << 1
-                | grid[1:-1, 2:] << 2
-                | grid[2:, 2:] << 3
-                | grid[2:, 1:-1] << 4
-                | grid[2:, :-2] << 5
-                | grid[1:-1, :-2] << 6
-                | grid[:-2, :-2] << 7
+                grid[..., :-2, 1:-1]
+                | grid[..., :-2, 2:] << 1
+                | grid[..., 1:-1, 2:] << 2
+                | grid[..., 2:, 2:] << 3
+                | grid[..., 2:, 1:-1] << 4
+                | grid[..., 2:, :-2] << 5
+                | grid[..., 1:-1, :-2] << 6
+                | grid[..., :-2, :-2] << 7
             )
-            remove = (grid[1:-1, 1:-1] == 1) & removable[code]
+            remove = (inside == 1) & removable[code]
             if remove.any():
-                grid[1:-1, 1:-1][remove] = 0
+                inside[remove] = 0
                 removed = True
-    return grid[1:-1, 1:-1].astype(bool)
+    return inside.astype(bool)
 
 
 def _boundary(mask: np.ndarray) -> int:

@@ -78,3 +78,21 @@ def test_weights_that_do_not_fit_the_spec_are_refused(trained: Path, tmp_path: P
 def test_unknown_model_name() -> None:
     with pytest.raises(ModelArtifactError, match="no model folder"):
         load_model("no-such-model")
+
+
+def test_a_second_round_starts_from_an_earlier_model(trained: Path, tmp_path: Path) -> None:
+    from tests.conftest import synthetic_glyphs, write_split
+
+    images, labels = synthetic_glyphs(200)
+    write_split(tmp_path, "tiny", images, labels, "I-O")
+    args = ["--split", "tiny", "--data-dir", str(tmp_path), "--epochs", "1", "--batch-size", "32",
+            "--threads", "1", "--init-from", str(trained), "--select-by", "accuracy"]
+    train_main([*args, "--out", str(tmp_path / "again")])
+    spec = json.loads((tmp_path / "again" / "model.json").read_text())
+    assert spec["training"]["config"]["init_from"] == str(trained)
+    assert set(spec["training"]["best"]) == {"epoch", "val_accuracy", "val_macro_accuracy"}
+
+    write_split(tmp_path, "other", images, labels, "ABC")
+    other = ["--split", "other", "--out", str(tmp_path / "other")]
+    with pytest.raises(SystemExit, match="labels differ"):
+        train_main([*args[2:], *other])
