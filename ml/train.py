@@ -127,9 +127,7 @@ def jitter_strokes(
     return batch + amount.abs() * (target - batch)
 
 
-def redraw_as_pen(
-    batch: torch.Tensor, fraction: float, generator: torch.Generator
-) -> torch.Tensor:
+def redraw_as_pen(batch: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
     """Some images redrawn as an even-width line along their centre line, as a canvas pen draws.
 
     EMNIST strokes swell and thin with the pen's pressure; a canvas stroke never does, and without
