@@ -3,7 +3,7 @@
 Random affine augmentation on whole batches, a validation part held out of the training data,
 logit-adjusted cross-entropy against class imbalance, one-cycle learning rate, an exponential
 moving average of the weights (smoother than any single step's), and the checkpoint with the best
-validation macro accuracy kept. Ends by evaluating on the test part.
+validation macro accuracy (or accuracy) kept. Ends by evaluating on the test part.
 """
 
 from __future__ import annotations
