@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ml.artifact import InputSpec, ModelSpec, load_model, save_model
+from ml.artifact import InputSpec, LoadedModel, ModelSpec, load_model, save_model
 from ml.data import DEFAULT_DATA_DIR, load_split, sha256_of
 from ml.evaluate import evaluate, write_report
+from ml.extra_data import borrow
 from ml.metrics import macro_accuracy
 from ml.model import ARCHITECTURE, CharCNN
 from ml.predictor import pick_device
@@ -79,6 +80,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="model folder whose weights start the run (a second one-cycle round), same labels",
+    )
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="model folder, same labels, whose softened predictions the new model also learns",
+    )
+    parser.add_argument("--distill-weight", type=float, default=0.5, help="share of that loss")
+    parser.add_argument("--distill-temperature", type=float, default=2.0)
+    parser.add_argument(
+        "--extra-split",
+        default=None,
+        help="another split whose new train images join training; its labels may merge ours "
+        "(pool47 for a pool62 model: C stands for C or c)",
     )
     parser.add_argument("--val-fraction", type=float, default=0.05)
     parser.add_argument("--no-augment", dest="augment", action="store_false")
@@ -164,12 +179,24 @@ def held_out_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.n
     return np.concatenate(train_idx), np.concatenate(val_idx)
 
 
-def starting_weights(model_dir: Path, characters: list[str]) -> dict[str, torch.Tensor]:
-    """The weights of an earlier model for these labels, to train further from."""
+def earlier_model(model_dir: Path, characters: list[str]) -> LoadedModel:
+    """An earlier model for these labels, to start from or learn from."""
     earlier = load_model(model_dir)
     if earlier.spec.labels != characters:
-        raise SystemExit(f"{model_dir}: its labels differ from this split's; cannot start from it")
-    return earlier.network.state_dict()
+        raise SystemExit(f"{model_dir}: its labels differ from this split's; cannot use it")
+    return earlier
+
+
+def distillation_loss(
+    logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """KL divergence to the teacher's softened distribution, scaled by T^2 as Hinton et al."""
+    return temperature**2 * F.kl_div(
+        F.log_softmax(logits / temperature, dim=1),
+        F.log_softmax(teacher_logits / temperature, dim=1),
+        log_target=True,
+        reduction="batchmean",
+    )
 
 
 def to_input(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
@@ -189,15 +216,26 @@ def predict_classes(
     return torch.cat(out).numpy()
 
 
+def partial_label_loss(
+    logits: torch.Tensor, candidates: torch.Tensor, smoothing: float
+) -> torch.Tensor:
+    """Cross-entropy on the probability of any candidate class; one candidate is plain CE.
+
+    Smoothing spreads `smoothing` over all classes, as `F.cross_entropy(label_smoothing=...)`.
+    """
+    log_p = F.log_softmax(logits, dim=1)
+    nll = -torch.logsumexp(log_p.masked_fill(~candidates, -math.inf), dim=1)
+    return ((1 - smoothing) * nll - smoothing * log_p.mean(dim=1)).mean()
+
+
 def train(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     data = load_split(args.data_dir, args.split, "train")
+    test = load_split(args.data_dir, args.split, "test")
     train_idx, val_idx = held_out_split(data.labels, args.val_fraction, args.seed)
-    images = torch.from_numpy(data.images)
-    labels = torch.from_numpy(data.labels)
     train_pixels = data.images[train_idx].astype(np.float32) / 255
     spec_input = InputSpec(mean=float(train_pixels.mean()), std=float(train_pixels.std()))
     del train_pixels
@@ -206,9 +244,31 @@ def train(args: argparse.Namespace) -> Path:
     log_prior = torch.log(torch.from_numpy(np.maximum(counts, 1) / counts.sum()).float())
     logit_shift = (args.balance_tau * log_prior).to(device)
 
+    images = torch.from_numpy(data.images)
+    candidates = F.one_hot(torch.from_numpy(data.labels), data.num_classes).bool()
+    files = list(data.files)
+    extra: dict[str, str | int] = {}
+    if args.extra_split:
+        other = load_split(args.data_dir, args.extra_split, "train")
+        borrowed = borrow(other, data.characters, [data, test])
+        extra = {
+            "split": args.extra_split,
+            "images": len(borrowed.images),
+            "dropped_in_our_split": borrowed.dropped_in_our_split,
+            "dropped_unmappable": borrowed.dropped_unmappable,
+        }
+        files += other.files
+        train_idx = np.concatenate([train_idx, len(images) + np.arange(len(borrowed.images))])
+        images = torch.cat([images, torch.from_numpy(borrowed.images)])
+        candidates = torch.cat([candidates, torch.from_numpy(borrowed.candidates)])
+        print(f"borrowed from {args.extra_split}: {extra}", flush=True)
+
     network = CharCNN(data.num_classes)
     if args.init_from:
-        network.load_state_dict(starting_weights(args.init_from, data.characters))
+        network.load_state_dict(earlier_model(args.init_from, data.characters).network.state_dict())
+    teacher = earlier_model(args.teacher, data.characters) if args.teacher else None
+    if teacher:
+        teacher.network.to(device, memory_format=torch.channels_last)
     network = network.to(device, memory_format=torch.channels_last)
     averaged = torch.optim.swa_utils.AveragedModel(
         network,
@@ -238,19 +298,28 @@ def train(args: argparse.Namespace) -> Path:
                 pixels = redraw_as_pen(pixels, args.pen_fraction, generator)
                 pixels = augment(jitter_strokes(pixels, args.stroke_jitter, generator), generator)
             x = spec_input.normalize(pixels).to(device, memory_format=torch.channels_last)
-            y = labels[idx].to(device)
+            y = candidates[idx].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 logits = network(x)
-            loss = F.cross_entropy(
-                logits.float() + logit_shift, y, label_smoothing=args.label_smoothing
-            )
+                if teacher:
+                    with torch.no_grad():
+                        taught = teacher.network(
+                            teacher.spec.input.normalize(pixels).to(
+                                device, memory_format=torch.channels_last
+                            )
+                        )
+            loss = partial_label_loss(logits.float() + logit_shift, y, args.label_smoothing)
+            if teacher:
+                loss = (1 - args.distill_weight) * loss + args.distill_weight * distillation_loss(
+                    logits.float(), taught.float(), args.distill_temperature
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
             averaged.update_parameters(network)
             seen += len(idx)
-            correct += int((logits.argmax(1) == y).sum())
+            correct += int(y.gather(1, logits.argmax(1, keepdim=True)).sum())
             loss_sum += loss.item() * len(idx)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
@@ -279,8 +348,9 @@ def train(args: argparse.Namespace) -> Path:
         input=spec_input,
         training={
             "split": args.split,
-            "files": {path.name: sha256_of(path) for path in data.files},
+            "files": {path.name: sha256_of(path) for path in files},
             "train_images": len(train_idx),
+            **({"extra": extra} if extra else {}),
             "validation_images": len(val_idx),
             "config": config,
             "best": best,
@@ -291,7 +361,6 @@ def train(args: argparse.Namespace) -> Path:
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     save_model(args.out, network, spec)
-    test = load_split(args.data_dir, args.split, "test")
     report = evaluate(args.out, test)
     write_report(args.out, report, args.out / "report.json")
     return args.out

@@ -13,21 +13,6 @@ from ml.artifact import ModelArtifactError
 from ml.train import main as train_main
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.conftest import synthetic_glyphs, write_split
-
-    data_dir = tmp_path_factory.mktemp("data")
-    images, labels = synthetic_glyphs(400)
-    write_split(data_dir, "tiny", images, labels, "I-O")
-    out = tmp_path_factory.mktemp("models") / "tiny-model"
-    train_main(
-        ["--split", "tiny", "--out", str(out), "--data-dir", str(data_dir), "--epochs", "1",
-         "--batch-size", "32", "--val-fraction", "0.1", "--threads", "1"]
-    )
-    return out
-
-
 def test_one_epoch_writes_a_loadable_artifact(trained: Path) -> None:
     loaded = load_model(trained)
     spec = json.loads((trained / "model.json").read_text())

@@ -1,0 +1,23 @@
+"""A model trained for one epoch on synthetic glyphs, shared by the ml tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ml.train import main as train_main
+from tests.conftest import synthetic_glyphs, write_split
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("data")
+    images, labels = synthetic_glyphs(400)
+    write_split(data_dir, "tiny", images, labels, "I-O")
+    out = tmp_path_factory.mktemp("models") / "tiny-model"
+    train_main(
+        ["--split", "tiny", "--out", str(out), "--data-dir", str(data_dir), "--epochs", "1",
+         "--batch-size", "32", "--val-fraction", "0.1", "--threads", "1"]
+    )
+    return out
