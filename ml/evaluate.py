@@ -93,8 +93,15 @@ def write_report(model_dir: Path, report: dict[str, Any], json_path: Path) -> No
     spec = read_spec(model_dir)
     plot_confusion(report, spec.labels, json_path.with_suffix(".png"))
     if report["part"] == "test" and report["split"] == spec.training.get("split"):
-        keys = ("split", "part", "images", "accuracy", "macro_accuracy", "top5_accuracy",
-                "first_images_accuracy")
+        keys = (
+            "split",
+            "part",
+            "images",
+            "accuracy",
+            "macro_accuracy",
+            "top5_accuracy",
+            "first_images_accuracy",
+        )
         headline = {k: report[k] for k in keys}
         write_spec(model_dir, spec.model_copy(update={"metrics": {"test": headline}}))
 

@@ -19,5 +19,5 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train_main(
         ["--split", "tiny", "--out", str(out), "--data-dir", str(data_dir), "--epochs", "1",
          "--batch-size", "32", "--val-fraction", "0.1", "--threads", "1"]
-    )
+    )  # fmt: skip
     return out
