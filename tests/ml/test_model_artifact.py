@@ -71,7 +71,7 @@ def test_a_second_round_starts_from_an_earlier_model(trained: Path, tmp_path: Pa
     images, labels = synthetic_glyphs(200)
     write_split(tmp_path, "tiny", images, labels, "I-O")
     args = ["--split", "tiny", "--data-dir", str(tmp_path), "--epochs", "1", "--batch-size", "32",
-            "--threads", "1", "--init-from", str(trained), "--select-by", "accuracy"]
+            "--threads", "1", "--init-from", str(trained), "--select-by", "accuracy"]  # fmt: skip
     train_main([*args, "--out", str(tmp_path / "again")])
     spec = json.loads((tmp_path / "again" / "model.json").read_text())
     assert spec["training"]["config"]["init_from"] == str(trained)
