@@ -12,6 +12,7 @@ import argparse
 import copy
 import math
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ml.artifact import InputSpec, LoadedModel, ModelSpec, load_model, save_model
-from ml.data import DEFAULT_DATA_DIR, load_split, sha256_of
+from ml.data import DEFAULT_DATA_DIR, EmnistSplit, load_split, sha256_of
 from ml.evaluate import evaluate, write_report
 from ml.extra_data import borrow
 from ml.metrics import macro_accuracy
@@ -216,6 +217,56 @@ def predict_classes(
     return torch.cat(out).numpy()
 
 
+@dataclass(frozen=True)
+class TrainingPool:
+    """Every image training draws from, the classes each may be, and the ones trained on."""
+
+    images: torch.Tensor
+    candidates: torch.Tensor
+    train_idx: np.ndarray
+    files: list[Path]
+    borrowed: dict[str, str | int]
+
+
+def training_pool(
+    data: EmnistSplit,
+    test: EmnistSplit,
+    train_idx: np.ndarray,
+    data_dir: Path,
+    extra_split: str | None,
+) -> TrainingPool:
+    """Our split with one candidate per image, plus what another split adds (none of our test)."""
+    images = torch.from_numpy(data.images)
+    candidates = F.one_hot(torch.from_numpy(data.labels), data.num_classes).bool()
+    if not extra_split:
+        return TrainingPool(images, candidates, train_idx, list(data.files), {})
+    other = load_split(data_dir, extra_split, "train")
+    borrowed = borrow(other, data.characters, [data, test])
+    counts: dict[str, str | int] = {
+        "split": extra_split,
+        "images": len(borrowed.images),
+        "dropped_in_our_split": borrowed.dropped_in_our_split,
+        "dropped_unmappable": borrowed.dropped_unmappable,
+    }
+    print(f"borrowed from {extra_split}: {counts}", flush=True)
+    return TrainingPool(
+        images=torch.cat([images, torch.from_numpy(borrowed.images)]),
+        candidates=torch.cat([candidates, torch.from_numpy(borrowed.candidates)]),
+        train_idx=np.concatenate([train_idx, len(images) + np.arange(len(borrowed.images))]),
+        files=[*data.files, *other.files],
+        borrowed=counts,
+    )
+
+
+@torch.no_grad()
+def teacher_logits(
+    teacher: LoadedModel, pixels: torch.Tensor, device: torch.device
+) -> torch.Tensor:
+    """The teacher's logits for a batch of raw pixels, normalized as its own model.json says."""
+    inputs = teacher.spec.input.normalize(pixels)
+    return teacher.network(inputs.to(device, memory_format=torch.channels_last))
+
+
 def partial_label_loss(
     logits: torch.Tensor, candidates: torch.Tensor, smoothing: float
 ) -> torch.Tensor:
@@ -244,24 +295,8 @@ def train(args: argparse.Namespace) -> Path:
     log_prior = torch.log(torch.from_numpy(np.maximum(counts, 1) / counts.sum()).float())
     logit_shift = (args.balance_tau * log_prior).to(device)
 
-    images = torch.from_numpy(data.images)
-    candidates = F.one_hot(torch.from_numpy(data.labels), data.num_classes).bool()
-    files = list(data.files)
-    extra: dict[str, str | int] = {}
-    if args.extra_split:
-        other = load_split(args.data_dir, args.extra_split, "train")
-        borrowed = borrow(other, data.characters, [data, test])
-        extra = {
-            "split": args.extra_split,
-            "images": len(borrowed.images),
-            "dropped_in_our_split": borrowed.dropped_in_our_split,
-            "dropped_unmappable": borrowed.dropped_unmappable,
-        }
-        files += other.files
-        train_idx = np.concatenate([train_idx, len(images) + np.arange(len(borrowed.images))])
-        images = torch.cat([images, torch.from_numpy(borrowed.images)])
-        candidates = torch.cat([candidates, torch.from_numpy(borrowed.candidates)])
-        print(f"borrowed from {args.extra_split}: {extra}", flush=True)
+    pool = training_pool(data, test, train_idx, args.data_dir, args.extra_split)
+    images, candidates, train_idx = pool.images, pool.candidates, pool.train_idx
 
     network = CharCNN(data.num_classes)
     if args.init_from:
@@ -301,15 +336,9 @@ def train(args: argparse.Namespace) -> Path:
             y = candidates[idx].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 logits = network(x)
-                if teacher:
-                    with torch.no_grad():
-                        taught = teacher.network(
-                            teacher.spec.input.normalize(pixels).to(
-                                device, memory_format=torch.channels_last
-                            )
-                        )
+                taught = teacher_logits(teacher, pixels, device) if teacher else None
             loss = partial_label_loss(logits.float() + logit_shift, y, args.label_smoothing)
-            if teacher:
+            if taught is not None:
                 loss = (1 - args.distill_weight) * loss + args.distill_weight * distillation_loss(
                     logits.float(), taught.float(), args.distill_temperature
                 )
@@ -348,9 +377,9 @@ def train(args: argparse.Namespace) -> Path:
         input=spec_input,
         training={
             "split": args.split,
-            "files": {path.name: sha256_of(path) for path in files},
+            "files": {path.name: sha256_of(path) for path in pool.files},
             "train_images": len(train_idx),
-            **({"extra": extra} if extra else {}),
+            **({"extra": pool.borrowed} if pool.borrowed else {}),
             "validation_images": len(val_idx),
             "config": config,
             "best": best,
