@@ -3,6 +3,8 @@
 Each EMNIST test image is rendered as a user would produce it (a scanned page, a phone photo,
 a browser canvas, a marker drawing), encoded to file bytes, put through `ml.preprocess` and the
 model; macro accuracy per rendering style is compared with the model on the clean test images.
+A second reference, the same images redrawn as training redraws pen lines and fed to the model
+directly, shows how much of the canvas style's loss is the pen line itself, not preprocessing.
 Writes bench/results/robustness.json and robustness.md.
 """
 
@@ -17,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from ml import Predictor, load_model
@@ -24,6 +27,7 @@ from ml.artifact import InputSpec
 from ml.data import DEFAULT_DATA_DIR, load_split
 from ml.metrics import macro_accuracy
 from ml.preprocess import PreprocessError, skeleton, to_model_input
+from ml.train import redraw_as_pen
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_LIMIT = 2000
@@ -227,6 +231,9 @@ def measure(model: str, data_dir: Path, limit: int, styles: list[str], seed: int
         }
 
     clean = score(spec_input.normalize(images.astype(np.float32)))
+    pixels = torch.from_numpy(images).float().unsqueeze(1)
+    redrawn = redraw_as_pen(pixels, 1.0, torch.Generator().manual_seed(seed))
+    pen_lines = score(spec_input.normalize(redrawn[:, 0].numpy()))
     rows = {}
     for style_index, name in enumerate(styles):
         started = time.perf_counter()
@@ -258,6 +265,7 @@ def measure(model: str, data_dir: Path, limit: int, styles: list[str], seed: int
         "renderings": {name: describe(name) for name in styles},
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
         "clean": clean,
+        "pen_lines_no_preprocessing": pen_lines,
         "styles": rows,
         "overall": overall,
     }
@@ -265,6 +273,7 @@ def measure(model: str, data_dir: Path, limit: int, styles: list[str], seed: int
 
 def markdown(results: dict) -> str:
     """The results as a table for humans; the JSON beside it holds the same figures."""
+    pen = results["pen_lines_no_preprocessing"]
     lines = [
         f"# Robustness of preprocessing + {results['model']} ({results['split']})",
         "",
@@ -276,6 +285,9 @@ def markdown(results: dict) -> str:
         "|---|---|---|---|---|---|",
         f"| clean (no preprocessing) | {results['clean']['accuracy']:.4f} "
         f"| {results['clean']['macro_accuracy']:.4f} | | | |",
+        f"| pen lines as training draws them (no preprocessing) "
+        f"| {pen['accuracy']:.4f} | {pen['macro_accuracy']:.4f} "
+        f"| {100 * (results['clean']['macro_accuracy'] - pen['macro_accuracy']):+.2f} | | |",
     ]
     for name, row in results["styles"].items():
         lines.append(
