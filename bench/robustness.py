@@ -29,7 +29,8 @@ from ml.metrics import macro_accuracy
 from ml.preprocess import PreprocessError, skeleton, to_model_input
 from ml.train import redraw_as_pen
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPOSITORY = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPOSITORY / "bench" / "results"
 DEFAULT_LIMIT = 2000
 # A style passes when its macro accuracy is at most this many points below the clean images'.
 TOLERANCE_POINTS = 2.0
@@ -256,7 +257,12 @@ def measure(model: str, data_dir: Path, limit: int, styles: list[str], seed: int
     }
     return {
         "model": loaded.spec.name,
-        "model_path": str(loaded.path),
+        # Relative to the repository for a shipped model, so results carry no machine's paths.
+        "model_path": str(
+            loaded.path.resolve().relative_to(REPOSITORY)
+            if loaded.path.resolve().is_relative_to(REPOSITORY)
+            else loaded.path
+        ),
         "split": "pool47 test",
         "images": int(len(truth)),
         "selection": f"first {len(truth) // classes} test images of each of {classes} classes",
