@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(32, description="Task threads per worker process")
     device: str = Field("", description="torch device for inference; empty: CUDA when present")
+    inference_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="auto: bfloat16 where the CPU or GPU computes it natively"
+    )
 
     api_key_hashes: list[str] = Field(
         [],

@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
 
-from ml.model import ARCHITECTURE, CharCNN
+from ml.model import ARCHITECTURE, CharCNN, Ensemble
 
 ArrayLike = TypeVar("ArrayLike", np.ndarray, torch.Tensor)
 
@@ -49,6 +50,7 @@ class ModelSpec(BaseModel):
 
     name: str
     architecture: str
+    members: int = Field(1, ge=1, description="networks averaged; more than 1: an Ensemble")
     labels: list[str]
     input: InputSpec
     training: dict[str, Any] = {}
@@ -68,7 +70,7 @@ class ModelArtifactError(ValueError):
 class LoadedModel:
     """A validated network in eval mode together with its spec."""
 
-    network: CharCNN
+    network: CharCNN | Ensemble
     spec: ModelSpec
     path: Path
 
@@ -84,7 +86,7 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
     raise ModelArtifactError(f"no model folder at {candidate} or {shipped}")
 
 
-def save_model(directory: Path, network: CharCNN, spec: ModelSpec) -> None:
+def save_model(directory: Path, network: nn.Module, spec: ModelSpec) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(network.state_dict(), directory / WEIGHTS_FILE)
     write_spec(directory, spec)
@@ -118,7 +120,9 @@ def load_model(name_or_path: str | Path) -> LoadedModel:
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():
         raise ModelArtifactError(f"{weights_path}: not found")
-    network = CharCNN(spec.num_classes)
+    network = (
+        CharCNN(spec.num_classes) if spec.members == 1 else Ensemble(spec.num_classes, spec.members)
+    )
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
         network.load_state_dict(state)

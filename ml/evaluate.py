@@ -32,7 +32,8 @@ def evaluate(model: str | Path, data: EmnistSplit, limit: int | None = None) -> 
     if loaded.spec.labels != data.characters:
         raise ValueError(f"{model} labels {loaded.spec.labels} differ from the data's")
     images, truth = data.images[:limit], data.labels[:limit]
-    probabilities = Predictor(loaded).probabilities(loaded.spec.input.normalize(images / 1.0))
+    predictor = Predictor(loaded)
+    probabilities = predictor.probabilities(loaded.spec.input.normalize(images / 1.0))
     ranked = np.argsort(-probabilities, axis=1)
     predicted = ranked[:, 0]
     confusion = confusion_matrix(truth, predicted, data.num_classes)
@@ -45,6 +46,7 @@ def evaluate(model: str | Path, data: EmnistSplit, limit: int | None = None) -> 
         "split": data.files[0].name.split("-")[1],
         "part": data.files[0].name.split("-")[2],
         "images": int(len(truth)),
+        "precision": str(predictor.dtype).removeprefix("torch."),
         "accuracy": float((predicted == truth).mean()),
         "macro_accuracy": float(np.nanmean(recall)),
         "top5_accuracy": float((ranked[:, :5] == truth[:, None]).any(axis=1).mean()),
@@ -97,6 +99,7 @@ def write_report(model_dir: Path, report: dict[str, Any], json_path: Path) -> No
             "split",
             "part",
             "images",
+            "precision",
             "accuracy",
             "macro_accuracy",
             "top5_accuracy",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 from torch.fx.experimental.optimization import fuse
@@ -9,6 +11,7 @@ from torch.fx.experimental.optimization import fuse
 from ml.artifact import LoadedModel
 
 Prediction = list[tuple[str, float]]
+Precision = Literal["auto", "float32", "bfloat16"]
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -18,11 +21,23 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def pick_precision(precision: Precision, device: torch.device) -> torch.dtype:
+    """bfloat16 where the hardware computes it natively (CUDA, AVX512-BF16 or AMX CPUs), where it
+    is ~1.5x faster at the same accuracy (README, "The models"); float32 elsewhere."""
+    if precision != "auto":
+        return getattr(torch, precision)
+    native = device.type == "cuda" or (
+        device.type == "cpu"
+        and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    )
+    return torch.bfloat16 if native else torch.float32
+
+
 class Predictor:
     """Runs a loaded model on batches of preprocessed inputs, `chunk_size` at a time.
 
-    Batch norm is folded into the convolutions and tensors are kept channels-last, which is
-    what makes the CPU path fast.
+    Batch norm is folded into the convolutions, tensors are kept channels-last and, where the
+    hardware has it, the convolutions run in bfloat16: that is what makes the CPU path fast.
     """
 
     def __init__(
@@ -31,6 +46,7 @@ class Predictor:
         device: str | None = None,
         threads: int | None = None,
         chunk_size: int = 256,
+        precision: Precision = "auto",
     ) -> None:
         if threads:
             torch.set_num_threads(threads)
@@ -38,6 +54,7 @@ class Predictor:
         self.labels = model.spec.labels
         self.device = pick_device(device)
         self.chunk_size = chunk_size
+        self.dtype = pick_precision(precision, self.device)
         network = fuse(model.network.eval())
         self.network = network.to(self.device, memory_format=torch.channels_last)
 
@@ -50,12 +67,15 @@ class Predictor:
         if batch.ndim != 4 or batch.shape[1:] != expected:
             raise ValueError(f"inputs must be (N, {expected[1]}, {expected[2]}), got {batch.shape}")
         outputs = []
+        low_precision = self.dtype != torch.float32
         with torch.inference_mode():
             for start in range(0, len(batch), self.chunk_size):
                 chunk = torch.from_numpy(batch[start : start + self.chunk_size]).to(
                     self.device, memory_format=torch.channels_last
                 )
-                outputs.append(torch.softmax(self.network(chunk), dim=1).float().cpu().numpy())
+                with torch.autocast(self.device.type, dtype=self.dtype, enabled=low_precision):
+                    logits = self.network(chunk)
+                outputs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         if not outputs:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return np.concatenate(outputs)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from ml.artifact import InputSpec, LoadedModel, ModelSpec, load_model, save_model
@@ -188,6 +189,14 @@ def earlier_model(model_dir: Path, characters: list[str]) -> LoadedModel:
     return earlier
 
 
+def starting_weights(model_dir: Path, characters: list[str]) -> dict[str, torch.Tensor]:
+    """An earlier single network's weights to start from; an ensemble has no one set of them."""
+    earlier = earlier_model(model_dir, characters)
+    if not isinstance(earlier.network, CharCNN):
+        raise SystemExit(f"{model_dir}: an ensemble of {earlier.spec.members}; start from a member")
+    return earlier.network.state_dict()
+
+
 def distillation_loss(
     logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
 ) -> torch.Tensor:
@@ -207,7 +216,7 @@ def to_input(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict_classes(
-    network: CharCNN, images: torch.Tensor, spec: InputSpec, device: torch.device
+    network: nn.Module, images: torch.Tensor, spec: InputSpec, device: torch.device
 ) -> np.ndarray:
     network.eval()
     out = [
@@ -300,7 +309,7 @@ def train(args: argparse.Namespace) -> Path:
 
     network = CharCNN(data.num_classes)
     if args.init_from:
-        network.load_state_dict(earlier_model(args.init_from, data.characters).network.state_dict())
+        network.load_state_dict(starting_weights(args.init_from, data.characters))
     teacher = earlier_model(args.teacher, data.characters) if args.teacher else None
     if teacher:
         teacher.network.to(device, memory_format=torch.channels_last)

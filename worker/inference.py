@@ -45,6 +45,7 @@ def predictor(model: str) -> Predictor:
                 device=settings.device or None,
                 threads=settings.torch_threads,
                 chunk_size=settings.inference_batch_size,
+                precision=settings.inference_precision,
             )
             seconds = time.perf_counter() - started
             metrics.MODEL_LOAD_SECONDS.labels(model).set(seconds)

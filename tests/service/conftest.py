@@ -34,7 +34,7 @@ from jobs.queue import make_celery
 from jobs.settings import ROOT, Settings
 from ml.artifact import InputSpec, ModelSpec, save_model
 from ml.data import read_mapping
-from ml.model import ARCHITECTURE, CharCNN
+from ml.model import ARCHITECTURE, CharCNN, Ensemble
 from tests.conftest import require
 
 POSTGRES_ADMIN = os.environ.get("HWR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -62,20 +62,23 @@ def migrate(database_url: str) -> None:
 
 @pytest.fixture(scope="session")
 def models_dir(emnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Small untrained models with the real label sets: the service tests need no accuracy."""
+    """Untrained models with the real label sets (the service tests need no accuracy); the 62
+    one is a two-network ensemble, as a shipped model may be."""
     folder = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    for name, split in (("emnist47", "pool47"), ("emnist62", "pool62")):
+    for name, split, members in (("emnist47", "pool47", 1), ("emnist62", "pool62", 2)):
         labels, _ = read_mapping(emnist_dir / f"emnist-{split}-mapping.txt")
         spec = ModelSpec(
             name=name,
             architecture=ARCHITECTURE,
+            members=members,
             labels=labels,
             input=InputSpec(mean=0.17, std=0.33),
             metrics={"accuracy": 0.0},
             created="test",
         )
-        save_model(folder / name, CharCNN(len(labels)).eval(), spec)
+        network = CharCNN(len(labels)) if members == 1 else Ensemble(len(labels), members)
+        save_model(folder / name, network.eval(), spec)
     return folder
 
 
