@@ -54,10 +54,12 @@ def measure(models: list[str | Path], seconds: float) -> dict:
     is the evidence behind the worker's `torch_threads`. The ceiling per model is the best.
     """
     by_threads: dict[str, dict[str, dict[str, int]]] = {}
+    precision = ""
     for threads in sorted({1, os.cpu_count() or 1}):
         rates = by_threads.setdefault(str(threads), {})
         for model in models:
             predictor = Predictor(load_model(model), device="cpu", threads=threads)
+            precision = str(predictor.dtype).removeprefix("torch.")
             rates[Path(model).name] = {
                 str(batch): round(characters_per_second(predictor, batch, seconds))
                 for batch in BATCH_SIZES
@@ -66,7 +68,12 @@ def measure(models: list[str | Path], seconds: float) -> dict:
         name: {batch: max(rates[name][batch] for rates in by_threads.values()) for batch in rate}
         for name, rate in by_threads["1"].items()
     }
-    return {"machine": machine_line(), "models": best, "by_threads": by_threads}
+    return {
+        "machine": machine_line(),
+        "precision": precision,
+        "models": best,
+        "by_threads": by_threads,
+    }
 
 
 def to_markdown(results: dict) -> str:
@@ -76,7 +83,10 @@ def to_markdown(results: dict) -> str:
         for name, rates in models.items():
             cells = " | ".join(f"{rates[str(b)]:,}/s" for b in BATCH_SIZES)
             rows.append(f"| {name} | {threads} | {cells} |")
-    note = f"Characters per second, forward pass only. {results['machine']}."
+    note = (
+        f"Characters per second, forward pass only, {results['precision']} "
+        f"(`HWR_INFERENCE_PRECISION=auto`). {results['machine']}."
+    )
     return "\n".join(rows) + f"\n\n{note}\n"
 
 
