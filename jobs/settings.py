@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(25_000_000, description="Largest image (width x height)")
 
     predict_wait_s: float = Field(2.0, description="How long /predict waits before answering 202")
-    inference_batch_size: int = Field(256, description="Items per forward pass in batch jobs")
+    inference_batch_size: int = Field(128, description="Items per forward pass in batch jobs")
     coalesce_max_batch: int = Field(64, description="Most canvas images in one forward pass")
     coalesce_max_wait_ms: float = Field(
         50.0, description="Longest a batch of concurrent canvas images waits to fill; 1 never waits"
