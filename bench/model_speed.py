@@ -59,7 +59,7 @@ def measure(models: list[str | Path], seconds: float) -> dict:
         rates = by_threads.setdefault(str(threads), {})
         for model in models:
             predictor = Predictor(load_model(model), device="cpu", threads=threads)
-            precision = str(predictor.dtype).removeprefix("torch.")
+            precision = predictor.precision
             rates[Path(model).name] = {
                 str(batch): round(characters_per_second(predictor, batch, seconds))
                 for batch in BATCH_SIZES

@@ -1,4 +1,4 @@
-"""Combine trained models into one: `python -m ml.ensemble runs/a runs/b --out models/emnist47`.
+"""Combine trained models into one: `python -m ml.ensemble runs/a runs/b --out models/emnist47x2`.
 
 Networks trained apart make different mistakes, so the mean of their logits reads better than
 any one of them (README, "The models"); the result is an ordinary model folder, evaluated on

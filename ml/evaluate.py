@@ -46,7 +46,7 @@ def evaluate(model: str | Path, data: EmnistSplit, limit: int | None = None) -> 
         "split": data.files[0].name.split("-")[1],
         "part": data.files[0].name.split("-")[2],
         "images": int(len(truth)),
-        "precision": str(predictor.dtype).removeprefix("torch."),
+        "precision": predictor.precision,
         "accuracy": float((predicted == truth).mean()),
         "macro_accuracy": float(np.nanmean(recall)),
         "top5_accuracy": float((ranked[:, :5] == truth[:, None]).any(axis=1).mean()),

@@ -4,8 +4,8 @@ Three 3x3 stages (28 -> 14 -> 7 -> 3 pixels) with batch norm and two convolution
 the small stages, where a channel costs least; the 28x28 stage is kept thin because it is the
 expensive one. v2 added the second 7x7 convolution and widened the 14x14 stage from 64 to 80
 channels: 15% slower than v1 at batch 256 on a CPU, for the same test figures but a better
-validation score and a smaller gap on canvas drawings (README, "The models"). A shipped model
-may be an `Ensemble` of a few CharCNNs trained apart (`python -m ml.ensemble`).
+validation score and a smaller gap on canvas drawings (README, "The models"). A model folder
+may hold an `Ensemble` of a few CharCNNs trained apart (`python -m ml.ensemble`).
 """
 
 from __future__ import annotations

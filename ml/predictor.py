@@ -23,7 +23,7 @@ def pick_device(device: str | None = None) -> torch.device:
 
 def pick_precision(precision: Precision, device: torch.device) -> torch.dtype:
     """bfloat16 where the hardware computes it natively (CUDA, AVX512-BF16 or AMX CPUs), where it
-    is ~1.5x faster at the same accuracy (README, "The models"); float32 elsewhere."""
+    is ~1.5x faster at the same accuracy (README, "Performance"); float32 elsewhere."""
     if precision != "auto":
         return getattr(torch, precision)
     native = device.type == "cuda" or (
@@ -35,7 +35,7 @@ def pick_precision(precision: Precision, device: torch.device) -> torch.dtype:
 
 class Predictor:
     """Runs a loaded model on batches of preprocessed inputs, `chunk_size` at a time (128: a
-    batch of 256 runs ~1.4x faster here as two passes of 128, whose activations stay in cache).
+    batch of 256 ran 1.1-1.4x faster here as two passes of 128, whose activations stay in cache).
 
     Batch norm is folded into the convolutions, tensors are kept channels-last and, where the
     hardware has it, the convolutions run in bfloat16: that is what makes the CPU path fast.
@@ -56,6 +56,7 @@ class Predictor:
         self.device = pick_device(device)
         self.chunk_size = chunk_size
         self.dtype = pick_precision(precision, self.device)
+        self.precision = str(self.dtype).removeprefix("torch.")
         network = fuse(model.network.eval())
         self.network = network.to(self.device, memory_format=torch.channels_last)
 

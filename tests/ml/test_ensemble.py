@@ -27,6 +27,16 @@ def variant(trained: Path, folder: Path, **input_changes: float | list[str]) -> 
     return folder
 
 
+def data_dir_of(trained: Path) -> str:
+    return json.loads((trained / "model.json").read_text())["training"]["config"]["data_dir"]
+
+
+def combined(members: list[Path], out: Path) -> Path:
+    """The ensemble of `members`, built by the command on their own split's data."""
+    ensemble_main([*map(str, members), "--out", str(out), "--data-dir", data_dir_of(members[0])])
+    return out
+
+
 def raw_pixels(count: int) -> np.ndarray:
     return np.random.default_rng(3).random((count, 28, 28)) * 255
 
@@ -34,10 +44,8 @@ def raw_pixels(count: int) -> np.ndarray:
 def test_members_combine_into_a_model_folder_with_its_own_report(
     trained: Path, tmp_path: Path
 ) -> None:
-    data_dir = json.loads((trained / "model.json").read_text())["training"]["config"]["data_dir"]
     other = variant(trained, tmp_path / "other", mean=0.2, std=0.3)
-    out = tmp_path / "both"
-    ensemble_main([str(trained), str(other), "--out", str(out), "--data-dir", data_dir])
+    out = combined([trained, other], tmp_path / "both")
     loaded = load_model(out)
     assert isinstance(loaded.network, Ensemble) and loaded.spec.members == 2
     assert loaded.spec.training["split"] == "tiny"
@@ -50,10 +58,8 @@ def test_the_ensemble_answers_with_the_mean_of_its_members_logits(
     trained: Path, tmp_path: Path
 ) -> None:
     """Each member sees pixels normalized as its own model.json says."""
-    data_dir = json.loads((trained / "model.json").read_text())["training"]["config"]["data_dir"]
     other = variant(trained, tmp_path / "other", mean=0.25, std=0.4)
-    out = tmp_path / "both"
-    ensemble_main([str(trained), str(other), "--out", str(out), "--data-dir", data_dir])
+    out = combined([trained, other], tmp_path / "both")
     pixels = torch.from_numpy(raw_pixels(20)).float().unsqueeze(1)
     first, second, both = load_model(trained), load_model(other), load_model(out)
     with torch.no_grad():
@@ -80,15 +86,12 @@ def test_members_that_do_not_fit_together_are_refused(
 
 
 def test_an_ensemble_is_not_a_member_nor_a_starting_point(trained: Path, tmp_path: Path) -> None:
-    training = json.loads((trained / "model.json").read_text())["training"]
-    data_dir = training["config"]["data_dir"]
-    out = tmp_path / "both"
-    ensemble_main([str(trained), str(trained), "--out", str(out), "--data-dir", data_dir])
+    out = combined([trained, trained], tmp_path / "both")
     with pytest.raises(SystemExit, match="itself an ensemble"):
         ensemble_main([str(out), str(trained), "--out", str(tmp_path / "three")])
     with pytest.raises(SystemExit, match="an ensemble of 2"):
-        train_main(["--split", "tiny", "--data-dir", data_dir, "--epochs", "1", "--threads", "1",
-                    "--init-from", str(out), "--out", str(tmp_path / "again")])  # fmt: skip
+        again = ["--init-from", str(out), "--out", str(tmp_path / "again")]
+        train_main(["--split", "tiny", "--data-dir", data_dir_of(trained), "--epochs", "1", *again])
 
 
 def test_bfloat16_reads_as_float32_does(trained: Path) -> None:
