@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from jobs.settings import ROOT
 from tests.conftest import require
@@ -21,6 +21,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 SCREENSHOT_DIR = Path(os.environ.get("HWR_SCREENSHOT_DIR", ROOT / "docs" / "screenshots"))
 # The server's reason for refusing a text file, in whatever words it chooses.
 NOT_AN_IMAGE = re.compile(r"\bnot\b.*\bimage\b", re.IGNORECASE)
+# Every expectation waits on the page, and often on the server behind it: on a loaded 2-core CI
+# machine an answer can take the whole predict wait plus a job poll, past Playwright's 5 s.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="session")
