@@ -131,3 +131,15 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def held_out_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of train and validation parts, stratified so every class is in both."""
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = [], []
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        cut = max(1, round(len(members) * fraction)) if len(members) > 1 else 0
+        val_idx.append(members[:cut])
+        train_idx.append(members[cut:])
+    return np.concatenate(train_idx), np.concatenate(val_idx)

@@ -3,7 +3,8 @@
 Random affine augmentation on whole batches, a validation part held out of the training data,
 logit-adjusted cross-entropy against class imbalance, one-cycle learning rate, an exponential
 moving average of the weights (smoother than any single step's), and the checkpoint with the best
-validation macro accuracy (or accuracy) kept. Ends by evaluating on the test part.
+validation macro accuracy (or accuracy) kept, then calibrated on that validation part
+(`ml.calibrate`). Ends by evaluating on the test part.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 from ml.artifact import InputSpec, LoadedModel, ModelSpec, load_model, save_model
-from ml.data import DEFAULT_DATA_DIR, EmnistSplit, load_split, sha256_of
+from ml.calibrate import calibrate, logits_of
+from ml.data import DEFAULT_DATA_DIR, EmnistSplit, held_out_split, load_split, sha256_of
 from ml.evaluate import evaluate, write_report
 from ml.extra_data import borrow
 from ml.metrics import macro_accuracy
@@ -169,18 +170,6 @@ def redraw_as_pen(batch: torch.Tensor, fraction: float, generator: torch.Generat
     return redrawn
 
 
-def held_out_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of train and validation parts, stratified so every class is in both."""
-    rng = np.random.default_rng(seed)
-    train_idx, val_idx = [], []
-    for cls in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == cls))
-        cut = max(1, round(len(members) * fraction)) if len(members) > 1 else 0
-        val_idx.append(members[:cut])
-        train_idx.append(members[cut:])
-    return np.concatenate(train_idx), np.concatenate(val_idx)
-
-
 def earlier_model(model_dir: Path, characters: list[str]) -> LoadedModel:
     """An earlier model for these labels, to start from or learn from."""
     earlier = load_model(model_dir)
@@ -207,23 +196,6 @@ def distillation_loss(
         log_target=True,
         reduction="batchmean",
     )
-
-
-def to_input(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
-    """uint8 (N, 28, 28) to the normalized float (N, 1, 28, 28) that model.json describes."""
-    return spec.normalize(images.float().unsqueeze(1))
-
-
-@torch.inference_mode()
-def predict_classes(
-    network: nn.Module, images: torch.Tensor, spec: InputSpec, device: torch.device
-) -> np.ndarray:
-    network.eval()
-    out = [
-        network(to_input(images[i : i + 1024], spec).to(device)).argmax(1).cpu()
-        for i in range(0, len(images), 1024)
-    ]
-    return torch.cat(out).numpy()
 
 
 @dataclass(frozen=True)
@@ -361,7 +333,7 @@ def train(args: argparse.Namespace) -> Path:
             loss_sum += loss.item() * len(idx)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-        predicted = predict_classes(shipped, images[val_idx], spec_input, device)
+        predicted = logits_of(shipped, images[val_idx], spec_input, device).argmax(1).numpy()
         truth = data.labels[val_idx]
         val_acc = float((predicted == truth).mean())
         val_macro = macro_accuracy(truth, predicted, data.num_classes)
@@ -378,6 +350,9 @@ def train(args: argparse.Namespace) -> Path:
 
     network.load_state_dict(best_state)
     network = network.to("cpu", memory_format=torch.contiguous_format).eval()
+    calibration = calibrate(
+        network, images[val_idx], torch.from_numpy(data.labels[val_idx]), spec_input, args.select_by
+    )
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     spec = ModelSpec(
         name=args.out.name,
@@ -392,6 +367,7 @@ def train(args: argparse.Namespace) -> Path:
             "validation_images": len(val_idx),
             "config": config,
             "best": best,
+            "calibration": calibration,
             "duration_s": round(duration, 1),
             "device": str(device),
             "threads": torch.get_num_threads(),

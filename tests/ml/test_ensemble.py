@@ -14,6 +14,7 @@ from ml import Predictor, load_model
 from ml.ensemble import main as ensemble_main
 from ml.model import Ensemble
 from ml.train import main as train_main
+from tests.ml.conftest import combined, data_dir_of
 
 
 def variant(trained: Path, folder: Path, **input_changes: float | list[str]) -> Path:
@@ -25,16 +26,6 @@ def variant(trained: Path, folder: Path, **input_changes: float | list[str]) -> 
     spec["input"].update(input_changes)
     (folder / "model.json").write_text(json.dumps(spec))
     return folder
-
-
-def data_dir_of(trained: Path) -> str:
-    return json.loads((trained / "model.json").read_text())["training"]["config"]["data_dir"]
-
-
-def combined(members: list[Path], out: Path) -> Path:
-    """The ensemble of `members`, built by the command on their own split's data."""
-    ensemble_main([*map(str, members), "--out", str(out), "--data-dir", data_dir_of(members[0])])
-    return out
 
 
 def raw_pixels(count: int) -> np.ndarray:
