@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ml.artifact import InputSpec, LoadedModel, ModelSpec, load_model, save_model
-from ml.calibrate import calibrate, logits_of
+from ml.calibrate import TARGETS, calibrate, logits_of
 from ml.data import DEFAULT_DATA_DIR, EmnistSplit, held_out_split, load_split, sha256_of
 from ml.evaluate import evaluate, write_report
 from ml.extra_data import borrow
@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--select-by",
-        choices=["macro_accuracy", "accuracy"],
+        choices=TARGETS,
         default="macro_accuracy",
         help="validation figure that picks the checkpoint to keep",
     )
