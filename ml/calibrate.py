@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.model}: model.json does not say how it was trained")
     config = training["config"]
     data = load_split(args.data_dir, training["split"], "train")
-    _, val_idx = held_out_split(data.labels, config["val_fraction"], config["seed"])
+    seed = config.get("val_seed", config["seed"])  # models trained before val_seed was recorded
+    _, val_idx = held_out_split(data.labels, config["val_fraction"], seed)
     if len(val_idx) != training["validation_images"]:
         raise SystemExit(f"{args.model}: cannot rebuild its validation part from {args.data_dir}")
     record = calibrate(

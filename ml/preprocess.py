@@ -174,7 +174,15 @@ def to_model_input(
 
 def array_to_model_input(array: np.ndarray, spec: InputSpec) -> np.ndarray:
     """An already decoded image (HxW grey, HxWx3 RGB or HxWx4 RGBA) -> one model input."""
-    return _shape_for_model(_letter_pixels(_array_to_gray(np.asarray(array))), spec)
+    return _shape_for_model(array_to_letter(array), spec)
+
+
+def array_to_letter(array: np.ndarray) -> np.ndarray:
+    """An already decoded image -> the upright white-on-black 28x28 uint8 letter, not normalized.
+
+    Training frames the pen lines it draws with this, exactly as canvas letters are framed.
+    """
+    return _letter_pixels(_array_to_gray(np.asarray(array)))
 
 
 def to_display_png(model_input: np.ndarray, spec: InputSpec) -> bytes:

@@ -15,9 +15,9 @@ def test_writes_both_references_and_every_style(emnist_dir: Path, tmp_path: Path
     main(["--limit", "47", "--styles", "as_is", "pen_canvas", "--out", str(tmp_path)])
     results = json.loads((tmp_path / "robustness.json").read_text())
     assert results["images"] == 47
-    figures = [results["clean"], results["pen_lines_no_preprocessing"]]
+    figures = [results["clean"], results["pen_lines_as_trained"]]
     figures += [results["styles"][name] for name in ("as_is", "pen_canvas")]
     assert all(0 < row["macro_accuracy"] <= 1 for row in figures)
     table = (tmp_path / "robustness.md").read_text()
-    assert "| pen lines as training draws them (no preprocessing) |" in table
+    assert "| pen lines as training draws them |" in table
     assert "| pen_canvas |" in table

@@ -16,6 +16,7 @@ from ml.calibrate import Calibration, fit, fold
 from ml.calibrate import main as calibrate_main
 from ml.metrics import macro_accuracy
 from ml.model import CharCNN
+from ml.train import main as train_main
 from tests.ml.conftest import combined, data_dir_of
 
 
@@ -68,6 +69,20 @@ def test_training_ends_calibrated_on_its_validation_part(trained: Path) -> None:
     assert record["fit"] == "class-balanced likelihood"  # the run kept its best macro accuracy
     with pytest.raises(SystemExit, match="already calibrated"):
         calibrate_main([str(trained), "--data-dir", data_dir_of(trained)])
+
+
+def test_a_second_round_validates_on_what_the_first_held_out(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "second"
+    train_main(
+        ["--split", "tiny", "--out", str(out), "--data-dir", data_dir_of(trained), "--epochs", "1",
+         "--batch-size", "32", "--val-fraction", "0.3", "--seed", "5", "--threads", "1",
+         "--init-from", str(trained)]
+    )  # fmt: skip
+    first, second = (load_model(model).spec.training for model in (trained, out))
+    assert second["config"]["val_seed"] == first["config"]["seed"] != second["config"]["seed"]
+    assert second["config"]["val_fraction"] == first["config"]["val_fraction"]
+    assert second["validation_images"] == first["validation_images"]
+    assert second["calibration"]["validation_images"] == first["validation_images"]
 
 
 def test_the_command_calibrates_a_model_trained_before_calibration(
