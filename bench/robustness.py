@@ -3,9 +3,10 @@
 Each EMNIST test image is rendered as a user would produce it (a scanned page, a phone photo,
 a browser canvas, a marker drawing), encoded to file bytes, put through `ml.preprocess` and the
 model; macro accuracy per rendering style is compared with the model on the clean test images.
-A second reference, the same images redrawn as training redraws pen lines (a thin line along
-the centre, framed by preprocessing) shows how much of the canvas style's loss is the pen line
-itself, not the canvas's rendering of it.
+Two more references: the same images redrawn as training redraws pen lines, fed to the model
+directly (in EMNIST's frame), and those pen lines framed by preprocessing first (cropped to the
+ink, as every canvas letter is). Between them they show how much of the canvas style's loss is
+the pen line, how much EMNIST's frame, and how much is left for the canvas rendering.
 Writes bench/results/robustness.json and robustness.md.
 """
 
@@ -27,7 +28,7 @@ from ml import Predictor, load_model
 from ml.artifact import InputSpec
 from ml.data import DEFAULT_DATA_DIR, load_split
 from ml.metrics import macro_accuracy
-from ml.preprocess import PreprocessError, skeleton, to_model_input
+from ml.preprocess import PreprocessError, array_to_letter, skeleton, to_model_input
 from ml.train import redraw_as_pen
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -236,6 +237,8 @@ def measure(model: str, data_dir: Path, limit: int, styles: list[str], seed: int
     pixels = torch.from_numpy(images).float().unsqueeze(1)
     redrawn = redraw_as_pen(pixels, 1.0, torch.Generator().manual_seed(seed))
     pen_lines = score(spec_input.normalize(redrawn[:, 0].numpy()))
+    framed = np.stack([array_to_letter(image) for image in redrawn[:, 0].byte().numpy()])
+    framed_pen_lines = score(spec_input.normalize(framed.astype(np.float32)))
     rows = {}
     for style_index, name in enumerate(styles):
         started = time.perf_counter()
@@ -272,7 +275,8 @@ def measure(model: str, data_dir: Path, limit: int, styles: list[str], seed: int
         "renderings": {name: describe(name) for name in styles},
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
         "clean": clean,
-        "pen_lines_as_trained": pen_lines,
+        "pen_lines_no_preprocessing": pen_lines,
+        "pen_lines_framed": framed_pen_lines,
         "styles": rows,
         "overall": overall,
     }
@@ -280,7 +284,11 @@ def measure(model: str, data_dir: Path, limit: int, styles: list[str], seed: int
 
 def markdown(results: dict) -> str:
     """The results as a table for humans; the JSON beside it holds the same figures."""
-    pen = results["pen_lines_as_trained"]
+    clean = results["clean"]["macro_accuracy"]
+    references = {
+        "pen lines as training draws them (no preprocessing)": "pen_lines_no_preprocessing",
+        "the same pen lines, framed by preprocessing": "pen_lines_framed",
+    }
     lines = [
         f"# Robustness of preprocessing + {results['model']} ({results['split']})",
         "",
@@ -292,10 +300,13 @@ def markdown(results: dict) -> str:
         "|---|---|---|---|---|---|",
         f"| clean (no preprocessing) | {results['clean']['accuracy']:.4f} "
         f"| {results['clean']['macro_accuracy']:.4f} | | | |",
-        f"| pen lines as training draws them "
-        f"| {pen['accuracy']:.4f} | {pen['macro_accuracy']:.4f} "
-        f"| {100 * (results['clean']['macro_accuracy'] - pen['macro_accuracy']):+.2f} | | |",
     ]
+    for label, key in references.items():
+        row = results[key]
+        lines.append(
+            f"| {label} | {row['accuracy']:.4f} | {row['macro_accuracy']:.4f} "
+            f"| {100 * (clean - row['macro_accuracy']):+.2f} | | |"
+        )
     for name, row in results["styles"].items():
         lines.append(
             f"| {name} | {row['accuracy']:.4f} | {row['macro_accuracy']:.4f} "

@@ -10,7 +10,6 @@ validation macro accuracy (or accuracy) kept, then calibrated on that validation
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import math
 import time
@@ -31,15 +30,12 @@ from ml.extra_data import borrow
 from ml.metrics import macro_accuracy
 from ml.model import ARCHITECTURE, CharCNN
 from ml.predictor import pick_device
-from ml.preprocess import PreprocessError, array_to_letter, skeleton
+from ml.preprocess import skeleton
 
-# Redrawn letters are drawn at twice the input's size with a disk of one of these radii. Pen lines
-# are 1 or 3 pixels wide there, thin beside the letter as a canvas pen is (ml.preprocess widens
-# them); a marker grows EMNIST's strokes by 0.5-1.5 input pixels a side, 1.3-1.9 times as wide.
+# Pen lines are drawn at twice the input's size with a disk of one of these radii, so after
+# reduction they are 2.5, 3.5 or 4.5 pixels wide: ml.preprocess widens thin canvas strokes to ~3.3.
 PEN_SCALE = 2
-PEN_RADII = (0, 1)
-MARKER_RADII = (1, 2, 3)
-PAPER_MARGIN = 14
+PEN_RADII = (2, 3, 4)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,14 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pen-fraction",
         type=float,
-        default=0.3,
+        default=0.2,
         help="share of images redrawn as an even pen line along their centre, as canvases draw",
-    )
-    parser.add_argument(
-        "--marker-fraction",
-        type=float,
-        default=0.15,
-        help="share of images redrawn with fatter strokes, as a felt marker draws",
     )
     parser.add_argument(
         "--ema-decay",
@@ -161,55 +151,27 @@ def jitter_strokes(
 
 
 def redraw_as_pen(batch: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
-    """Some images redrawn as a canvas pen draws them: an even thin line along their centre.
+    """Some images redrawn as an even-width line along their centre line, as a canvas pen draws.
 
-    EMNIST strokes swell and thin with the pen's pressure; a canvas stroke never does.
-    """
-    return _redraw_framed(batch, fraction, generator, PEN_RADII, along_centre=True)
-
-
-def redraw_as_marker(
-    batch: torch.Tensor, fraction: float, generator: torch.Generator
-) -> torch.Tensor:
-    """Some images redrawn as a felt marker draws them: strokes 1-3 pixels fatter than written."""
-    return _redraw_framed(batch, fraction, generator, MARKER_RADII, along_centre=False)
-
-
-def _redraw_framed(
-    batch: torch.Tensor,
-    fraction: float,
-    generator: torch.Generator,
-    radii: tuple[int, ...],
-    along_centre: bool,
-) -> torch.Tensor:
-    """Chosen images redrawn with a round pen, then framed as ml.preprocess frames served letters.
-
-    How much of EMNIST's frame a letter fills tells letters from digits (an `O` fills less than
-    a `0`), a cue no drawing carries once cropped to its ink: so redrawn letters are cropped,
-    evened and centred by the code that serves letters, not left in EMNIST's frame.
+    EMNIST strokes swell and thin with the pen's pressure; a canvas stroke never does, and without
+    such images a model reads canvas letters markedly worse than scanned ones.
     """
     chosen = torch.rand(batch.shape[0], generator=generator) < fraction
     if not chosen.any():
         return batch
     enlarged = F.interpolate(batch[chosen], scale_factor=PEN_SCALE, mode="bilinear")
-    ink = enlarged.numpy() >= 128
-    path = torch.from_numpy(skeleton(ink) if along_centre else ink).float()
-    # Paper all round, as on a page: ink must stay the minority for preprocessing to find it.
-    path = F.pad(path, [PEN_SCALE * PAPER_MARGIN] * 4)
-    radius = torch.tensor(radii)[torch.randint(len(radii), (len(path),), generator=generator)]
-    drawn = torch.empty_like(path)
-    for r in radii:
+    centre = torch.from_numpy(skeleton(enlarged.numpy() >= 128)).float()
+    radius = torch.tensor(PEN_RADII)[
+        torch.randint(len(PEN_RADII), (len(centre),), generator=generator)
+    ]
+    drawn = torch.empty_like(centre)
+    for r in PEN_RADII:
         grid = torch.arange(-r, r + 1, dtype=torch.float32)
         disk = ((grid[:, None] ** 2 + grid[None, :] ** 2) <= r * r + r).float()[None, None]
         group = radius == r
-        drawn[group] = (F.conv2d(path[group], disk, padding=r) > 0).float()
+        drawn[group] = (F.conv2d(centre[group], disk, padding=r) > 0).float()
     redrawn = batch.clone()
-    for index, image in zip(
-        chosen.nonzero()[:, 0].tolist(), (255 * drawn[:, 0]).byte().numpy(), strict=True
-    ):
-        # A letter too small to leave a centre line stays as it was.
-        with contextlib.suppress(PreprocessError):
-            redrawn[index, 0] = torch.from_numpy(array_to_letter(image))
+    redrawn[chosen] = 255 * F.avg_pool2d(drawn, PEN_SCALE)
     return redrawn
 
 
@@ -366,7 +328,6 @@ def train(args: argparse.Namespace) -> Path:
             pixels = images[idx].float().unsqueeze(1)
             if args.augment:
                 pixels = redraw_as_pen(pixels, args.pen_fraction, generator)
-                pixels = redraw_as_marker(pixels, args.marker_fraction, generator)
                 pixels = augment(jitter_strokes(pixels, args.stroke_jitter, generator), generator)
             x = spec_input.normalize(pixels).to(device, memory_format=torch.channels_last)
             y = candidates[idx].to(device)

@@ -11,13 +11,14 @@ from pathlib import Path
 from bench.robustness import main
 
 
-def test_writes_both_references_and_every_style(emnist_dir: Path, tmp_path: Path) -> None:
+def test_writes_every_reference_and_every_style(emnist_dir: Path, tmp_path: Path) -> None:
     main(["--limit", "47", "--styles", "as_is", "pen_canvas", "--out", str(tmp_path)])
     results = json.loads((tmp_path / "robustness.json").read_text())
     assert results["images"] == 47
-    figures = [results["clean"], results["pen_lines_as_trained"]]
+    figures = [results[key] for key in ("clean", "pen_lines_no_preprocessing", "pen_lines_framed")]
     figures += [results["styles"][name] for name in ("as_is", "pen_canvas")]
     assert all(0 < row["macro_accuracy"] <= 1 for row in figures)
     table = (tmp_path / "robustness.md").read_text()
-    assert "| pen lines as training draws them |" in table
+    assert "| pen lines as training draws them (no preprocessing) |" in table
+    assert "| the same pen lines, framed by preprocessing |" in table
     assert "| pen_canvas |" in table
