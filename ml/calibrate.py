@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ml.artifact import InputSpec, load_model, save_model
-from ml.data import DEFAULT_DATA_DIR, held_out_split, load_split
+from ml.data import DEFAULT_DATA_DIR, held_out_seed, held_out_split, load_split
 from ml.evaluate import evaluate, write_report
 from ml.metrics import macro_accuracy
 from ml.model import CharCNN
@@ -131,8 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.model}: model.json does not say how it was trained")
     config = training["config"]
     data = load_split(args.data_dir, training["split"], "train")
-    seed = config.get("val_seed", config["seed"])  # models trained before val_seed was recorded
-    _, val_idx = held_out_split(data.labels, config["val_fraction"], seed)
+    _, val_idx = held_out_split(data.labels, config["val_fraction"], held_out_seed(config))
     if len(val_idx) != training["validation_images"]:
         raise SystemExit(f"{args.model}: cannot rebuild its validation part from {args.data_dir}")
     record = calibrate(

@@ -133,6 +133,11 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def held_out_seed(config: dict) -> int:
+    """The seed that chose a training run's validation part (runs before `val_seed` used `seed`)."""
+    return config.get("val_seed", config["seed"])
+
+
 def held_out_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of train and validation parts, stratified so every class is in both."""
     rng = np.random.default_rng(seed)

@@ -22,9 +22,24 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ml.artifact import InputSpec, LoadedModel, ModelSpec, load_model, save_model
+from ml.artifact import (
+    InputSpec,
+    LoadedModel,
+    ModelSpec,
+    load_model,
+    read_spec,
+    resolve_model_dir,
+    save_model,
+)
 from ml.calibrate import TARGETS, calibrate, logits_of
-from ml.data import DEFAULT_DATA_DIR, EmnistSplit, held_out_split, load_split, sha256_of
+from ml.data import (
+    DEFAULT_DATA_DIR,
+    EmnistSplit,
+    held_out_seed,
+    held_out_split,
+    load_split,
+    sha256_of,
+)
 from ml.evaluate import evaluate, write_report
 from ml.extra_data import borrow
 from ml.metrics import macro_accuracy
@@ -180,9 +195,10 @@ def held_out_part(args: argparse.Namespace) -> tuple[float, int]:
     validates and calibrates on was ever trained on, whatever seed drives its augmentation."""
     if args.init_from is None:
         return args.val_fraction, args.seed
-    first = load_model(args.init_from).spec.training.get("config", {})
-    seed = first.get("val_seed", first.get("seed", args.seed))
-    return first.get("val_fraction", args.val_fraction), seed
+    first = read_spec(resolve_model_dir(args.init_from)).training.get("config")
+    if first is None:
+        return args.val_fraction, args.seed
+    return first["val_fraction"], held_out_seed(first)
 
 
 def earlier_model(model_dir: Path, characters: list[str]) -> LoadedModel:
