@@ -1,7 +1,8 @@
 """Preprocessing throughput per CPU core: `python -m bench.preprocess_speed`.
 
 The images are what the draw page sends: 280x280 PNGs with a transparent background and a
-1-3 px pen stroke (pool47 test letters drawn by `bench.robustness.pen_canvas`). Rates are
+1-3 px pen stroke (pool47 test letters drawn by `bench.robustness.pen_canvas`), encoded as
+Chromium encodes a canvas export. Rates are
 images per CPU-second of this one thread (so a busy machine does not count against it), median
 of repeated rounds, for decoding alone (Pillow's floor) and for the whole of `to_model_input`.
 Writes bench/results/preprocess_speed.json and preprocess_speed.md.

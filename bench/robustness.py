@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import struct
 import time
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,11 +46,40 @@ THIN_SCALE = 4
 
 Renderer = Callable[[np.ndarray, np.random.Generator], bytes]
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# How Chromium's canvas.toBlob and toDataURL write a PNG (tests/browser checks it against the
+# browser): 8-bit RGBA, PNG filter type 2 ("Up") on every row, zlib's fastest level.
+BROWSER_PNG_FILTER = 2
+BROWSER_ZLIB_LEVEL = 1
+
 
 def encode(image: Image.Image, file_format: str, **options: int) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=file_format, **options)
     return buffer.getvalue()
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def browser_png(rgba: np.ndarray) -> bytes:
+    """An (H, W, 4) uint8 canvas as a browser exports it; Pillow's own filters decode slower."""
+    height, width, _ = rgba.shape
+    rows = rgba.reshape(height, width * 4)
+    filtered = np.empty((height, width * 4 + 1), dtype=np.uint8)
+    filtered[:, 0] = BROWSER_PNG_FILTER
+    filtered[0, 1:] = rows[0]
+    # "Up" stores each byte minus the one above it, modulo 256, as uint8 arithmetic wraps.
+    filtered[1:, 1:] = rows[1:] - rows[:-1]
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    pixels = zlib.compress(filtered.tobytes(), BROWSER_ZLIB_LEVEL)
+    return (
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", pixels)
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def as_is(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
@@ -125,7 +156,10 @@ def photo(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
 
 
 def pen_canvas(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
-    """The letter's centre line drawn with a 1-3 px pen on a transparent 280x280 canvas."""
+    """The letter's centre line drawn with a 1-3 px pen on a transparent 280x280 canvas.
+
+    Encoded as Chromium encodes a canvas export (`browser_png`), as the draw page sends it.
+    """
     enlarged = Image.fromarray(pixels).resize(
         (28 * THIN_SCALE, 28 * THIN_SCALE), Image.Resampling.BILINEAR
     )
@@ -152,10 +186,9 @@ def pen_canvas(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
             if (row + d_row, col + d_col) in points:
                 end = (offset[0] + (col + d_col) * scale, offset[1] + (row + d_row) * scale)
                 draw.line([start, end], fill=255, width=width)
-    alpha = canvas.reduce(SUPERSAMPLE)
-    stroke = Image.new("RGBA", alpha.size, (0, 0, 0, 0))
-    stroke.putalpha(alpha)
-    return encode(stroke, "PNG")
+    rgba = np.zeros((CANVAS_SIDE, CANVAS_SIDE, 4), dtype=np.uint8)
+    rgba[:, :, 3] = np.asarray(canvas.reduce(SUPERSAMPLE))
+    return browser_png(rgba)
 
 
 def marker(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
