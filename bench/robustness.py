@@ -1,13 +1,14 @@
-"""Accuracy on pool47 test images sent the way people send them: `python -m bench.robustness`.
+"""Accuracy on test images sent the way people send them: `python -m bench.robustness`.
 
-Each EMNIST test image is rendered as a user would produce it (a scanned page, a phone photo,
+Each EMNIST test image of the model's own split (pool47 for emnist47, pool62 for emnist62;
+`--split` for another) is rendered as a user would produce it (a scanned page, a phone photo,
 a browser canvas, a marker drawing), encoded to file bytes, put through `ml.preprocess` and the
 model; macro accuracy per rendering style is compared with the model on the clean test images.
 Two more references: the same images redrawn as training redraws pen lines, fed to the model
 directly (in EMNIST's frame), and those pen lines framed by preprocessing first (cropped to the
 ink, as every canvas letter is). Between them they show how much of the canvas style's loss is
 the pen line, how much EMNIST's frame, and how much is left for the canvas rendering.
-Writes bench/results/robustness.json and robustness.md.
+Writes bench/results/robustness_<model>.json and .md.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
@@ -30,6 +32,7 @@ from ml import Predictor, load_model
 from ml.artifact import InputSpec
 from ml.data import DEFAULT_DATA_DIR, load_split
 from ml.metrics import macro_accuracy
+from ml.predictor import Precision
 from ml.preprocess import PreprocessError, array_to_letter, skeleton, to_model_input
 from ml.train import redraw_as_pen
 
@@ -248,14 +251,25 @@ def style_inputs(
     return inputs, failures
 
 
-def measure(model: str, data_dir: Path, limit: int, styles: list[str], seed: int) -> dict:
+def measure(
+    model: str,
+    data_dir: Path,
+    split: str | None,
+    limit: int,
+    styles: list[str],
+    seed: int,
+    precision: Precision = "auto",
+) -> dict:
     loaded = load_model(model)
-    data = load_split(data_dir, "pool47", "test")
+    split = split or loaded.spec.training.get("split")
+    if split is None:
+        raise SystemExit(f"{model} does not say which split it was trained on: pass --split")
+    data = load_split(data_dir, split, "test")
     if loaded.spec.labels != data.characters:
-        raise SystemExit(f"{model} was not trained on pool47's labels")
+        raise SystemExit(f"{model} was not trained on {split}'s labels")
     chosen = stratified(data.labels, limit)
     images, truth = data.images[chosen], data.labels[chosen]
-    predictor = Predictor(loaded, device="cpu", threads=1)
+    predictor = Predictor(loaded, device="cpu", threads=1, precision=precision)
     spec_input = loaded.spec.input
     classes = data.num_classes
 
@@ -300,7 +314,8 @@ def measure(model: str, data_dir: Path, limit: int, styles: list[str], seed: int
             if loaded.path.resolve().is_relative_to(REPOSITORY)
             else loaded.path
         ),
-        "split": "pool47 test",
+        "split": f"{split} test",
+        "precision": predictor.precision,
         "images": int(len(truth)),
         "selection": f"first {len(truth) // classes} test images of each of {classes} classes",
         "seed": seed,
@@ -325,7 +340,8 @@ def markdown(results: dict) -> str:
     lines = [
         f"# Robustness of preprocessing + {results['model']} ({results['split']})",
         "",
-        f"{results['images']} images ({results['selection']}), measured {results['measured']}.",
+        f"{results['images']} images ({results['selection']}), model in {results['precision']}, "
+        f"measured {results['measured']}.",
         f"A style passes when its macro accuracy is within {results['tolerance_points']} points "
         "of the clean test images fed to the model directly.",
         "",
@@ -365,6 +381,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="emnist47", help="shipped name or model folder")
     parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="test images in all")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--split", help="test split to render (default: the model's own)")
+    parser.add_argument(
+        "--precision",
+        choices=get_args(Precision),
+        default="auto",
+        help="the model's arithmetic (auto: as the service picks it on this machine)",
+    )
     parser.add_argument("--styles", nargs="+", choices=sorted(STYLES), default=list(STYLES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the results")
@@ -373,10 +396,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    results = measure(args.model, args.data_dir, args.limit, args.styles, args.seed)
+    results = measure(
+        args.model, args.data_dir, args.split, args.limit, args.styles, args.seed, args.precision
+    )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "robustness.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "robustness.md").write_text(markdown(results))
+    stem = f"robustness_{results['model']}"
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown(results))
     print(markdown(results))
 
 

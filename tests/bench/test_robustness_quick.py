@@ -13,12 +13,20 @@ from bench.robustness import main
 
 def test_writes_every_reference_and_every_style(emnist_dir: Path, tmp_path: Path) -> None:
     main(["--limit", "47", "--styles", "as_is", "pen_canvas", "--out", str(tmp_path)])
-    results = json.loads((tmp_path / "robustness.json").read_text())
+    results = json.loads((tmp_path / "robustness_emnist47.json").read_text())
     assert results["images"] == 47
     figures = [results[key] for key in ("clean", "pen_lines_no_preprocessing", "pen_lines_framed")]
     figures += [results["styles"][name] for name in ("as_is", "pen_canvas")]
     assert all(0 < row["macro_accuracy"] <= 1 for row in figures)
-    table = (tmp_path / "robustness.md").read_text()
+    table = (tmp_path / "robustness_emnist47.md").read_text()
     assert "| pen lines as training draws them (no preprocessing) |" in table
     assert "| the same pen lines, framed by preprocessing |" in table
     assert "| pen_canvas |" in table
+
+
+def test_renders_each_model_s_own_split(emnist_dir: Path, tmp_path: Path) -> None:
+    main(["--model", "emnist62", "--limit", "62", "--styles", "as_is", "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "robustness_emnist62.json").read_text())
+    assert results["split"] == "pool62 test"
+    assert results["images"] == 62
+    assert 0 < results["styles"]["as_is"]["macro_accuracy"] <= 1
