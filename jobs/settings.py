@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[1]
+# A list setting, read from the environment as `a,b` or as JSON `["a", "b"]`.
+EnvList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -25,7 +28,7 @@ class Settings(BaseSettings):
     )
     broker_key_prefix: str = Field("", description="Prefix of every Redis key, to share one Redis")
     models_dir: Path = Field(ROOT / "models", description="Folder holding one folder per model")
-    model_names: list[str] = Field(["emnist47", "emnist62"], description="Models clients may pick")
+    model_names: EnvList = Field(["emnist47", "emnist62"], description="Models clients may pick")
     default_model: str = Field("emnist47", description="Model used when a request names none")
     job_queue: str = Field("cpu", description="Celery queue the gateway sends jobs to (cpu|gpu)")
 
@@ -52,7 +55,7 @@ class Settings(BaseSettings):
         "auto", description="auto: bfloat16 where the CPU or GPU computes it natively"
     )
 
-    api_key_hashes: list[str] = Field(
+    api_key_hashes: EnvList = Field(
         [],
         description="sha256 hex digests of the accepted API keys (`hwr hash-key`); empty: no keys",
     )
@@ -64,7 +67,7 @@ class Settings(BaseSettings):
         "async+memory://",
         description="Where rate-limit counters live; `async+redis://host:6379/1` shares them",
     )
-    cors_origins: list[str] = Field([], description="Origins allowed to call /api from a browser")
+    cors_origins: EnvList = Field([], description="Origins allowed to call /api from a browser")
 
     log_format: Literal["json", "text"] = Field(
         "json", description="`json`: one JSON object per line; `text`: for people"
@@ -81,6 +84,16 @@ class Settings(BaseSettings):
         description="How long workers retry a database write before leaving the job to the sweep",
     )
     retention_s: float = Field(7 * 86400.0, description="Delete finished jobs after this long")
+
+    @field_validator("model_names", "api_key_hashes", "cors_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        """`HWR_MODEL_NAMES=emnist47,emnist62` works as people write it; JSON still does."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            return json.loads(value)
+        return [item.strip() for item in value.split(",") if item.strip()]
 
     @model_validator(mode="after")
     def _embedded_database(self) -> Settings:

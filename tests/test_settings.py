@@ -1,0 +1,33 @@
+"""List settings read from the environment as people write them, comma-separated or JSON."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from jobs.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("emnist47,emnist62", ["emnist47", "emnist62"]),
+        (" emnist62 ", ["emnist62"]),
+        ('["emnist47", "emnist62"]', ["emnist47", "emnist62"]),
+        ("", []),
+    ],
+)
+def test_list_settings_read_commas_and_json(
+    monkeypatch: pytest.MonkeyPatch, written: str, read: list[str]
+) -> None:
+    monkeypatch.setenv("HWR_MODEL_NAMES", written)
+    monkeypatch.setenv("HWR_CORS_ORIGINS", written)
+    settings = Settings()
+    assert settings.model_names == read
+    assert settings.cors_origins == read
+
+
+def test_broken_json_list_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HWR_API_KEY_HASHES", '["abc",')
+    with pytest.raises(ValidationError):
+        Settings()
