@@ -7,7 +7,8 @@ model; macro accuracy per rendering style is compared with the model on the clea
 Two more references: the same images redrawn as training redraws pen lines, fed to the model
 directly (in EMNIST's frame), and those pen lines framed by preprocessing first (cropped to the
 ink, as every canvas letter is). Between them they show how much of the canvas style's loss is
-the pen line, how much EMNIST's frame, and how much is left for the canvas rendering.
+the pen line, how much EMNIST's frame, and how much is left for the canvas rendering. Every row
+also counts the letters read right clean and wrong once rendered, and what they were read as.
 Writes bench/results/robustness_<model>.json and .md.
 """
 
@@ -19,6 +20,7 @@ import json
 import struct
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +43,8 @@ RESULTS_DIR = REPOSITORY / "bench" / "results"
 DEFAULT_LIMIT = 2000
 # A style passes when its macro accuracy is at most this many points below the clean images'.
 TOLERANCE_POINTS = 2.0
+# Confusions listed per style in the Markdown table (the JSON holds them all).
+CONFUSIONS_SHOWN = 6
 CANVAS_SIDE = 280
 # Browser canvas strokes are antialiased: strokes are drawn this many times larger, then reduced.
 SUPERSAMPLE = 4
@@ -251,6 +255,29 @@ def style_inputs(
     return inputs, failures
 
 
+def turned_wrong(
+    truth: np.ndarray, clean: np.ndarray, predicted: np.ndarray, characters: list[str]
+) -> dict:
+    """Images the model reads right clean and wrong here: how many, and what it reads instead.
+
+    `other_case` counts those read as the same letter in the other case (`W` as `w`).
+    """
+    lost = (clean == truth) & (predicted != truth)
+    pairs = Counter(zip(truth[lost].tolist(), predicted[lost].tolist(), strict=True))
+    return {
+        "images": int(lost.sum()),
+        "other_case": sum(
+            count
+            for (true, read), count in pairs.items()
+            if characters[true].lower() == characters[read].lower()
+        ),
+        "confusions": {
+            f"{characters[true]}->{characters[read]}": count
+            for (true, read), count in pairs.most_common()
+        },
+    }
+
+
 def measure(
     model: str,
     data_dir: Path,
@@ -273,24 +300,34 @@ def measure(
     spec_input = loaded.spec.input
     classes = data.num_classes
 
-    def score(inputs: np.ndarray) -> dict:
-        predicted = predictor.probabilities(inputs).argmax(axis=1)
+    def predict(inputs: np.ndarray) -> np.ndarray:
+        return predictor.probabilities(inputs).argmax(axis=1)
+
+    def score(predicted: np.ndarray) -> dict:
         return {
             "accuracy": round(float((predicted == truth).mean()), 4),
             "macro_accuracy": round(macro_accuracy(truth, predicted, classes), 4),
         }
 
-    clean = score(spec_input.normalize(images.astype(np.float32)))
+    def against_clean(inputs: np.ndarray) -> dict:
+        predicted = predict(inputs)
+        return {
+            **score(predicted),
+            "turned_wrong": turned_wrong(truth, clean_read, predicted, data.characters),
+        }
+
+    clean_read = predict(spec_input.normalize(images.astype(np.float32)))
+    clean = score(clean_read)
     pixels = torch.from_numpy(images).float().unsqueeze(1)
     redrawn = redraw_as_pen(pixels, 1.0, torch.Generator().manual_seed(seed))
-    pen_lines = score(spec_input.normalize(redrawn[:, 0].numpy()))
+    pen_lines = against_clean(spec_input.normalize(redrawn[:, 0].numpy()))
     framed = np.stack([array_to_letter(image) for image in redrawn[:, 0].byte().numpy()])
-    framed_pen_lines = score(spec_input.normalize(framed.astype(np.float32)))
+    framed_pen_lines = against_clean(spec_input.normalize(framed.astype(np.float32)))
     rows = {}
     for style_index, name in enumerate(styles):
         started = time.perf_counter()
         inputs, failures = style_inputs(STYLES[name], images, style_index, spec_input, seed)
-        figures = score(inputs)
+        figures = against_clean(inputs)
         gap = 100 * (clean["macro_accuracy"] - figures["macro_accuracy"])
         rows[name] = {
             **figures,
@@ -372,8 +409,22 @@ def markdown(results: dict) -> str:
         "",
         *(f"- `{name}`: {text}" for name, text in results["renderings"].items()),
         "",
+        "Letters read right clean and wrong once rendered (of them, read as their other case), "
+        "and what they were read as most often:",
+        "",
+        *(misreadings(label, results[key]) for label, key in references.items()),
+        *(misreadings(f"`{name}`", row) for name, row in results["styles"].items()),
+        "",
     ]
     return "\n".join(lines)
+
+
+def misreadings(label: str, row: dict) -> str:
+    """One line of `turned_wrong`: the count and the commonest true->read pairs."""
+    lost = row["turned_wrong"]
+    common = list(lost["confusions"].items())[:CONFUSIONS_SHOWN]
+    pairs = ", ".join(f"{pair} {count}" for pair, count in common)
+    return f"- {label}: {lost['images']} ({lost['other_case']}): {pairs}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -18,6 +18,10 @@ def test_writes_every_reference_and_every_style(emnist_dir: Path, tmp_path: Path
     figures = [results[key] for key in ("clean", "pen_lines_no_preprocessing", "pen_lines_framed")]
     figures += [results["styles"][name] for name in ("as_is", "pen_canvas")]
     assert all(0 < row["macro_accuracy"] <= 1 for row in figures)
+    for row in figures[1:]:
+        lost = row["turned_wrong"]
+        assert sum(lost["confusions"].values()) == lost["images"]
+        assert 0 <= lost["other_case"] <= lost["images"]
     table = (tmp_path / "robustness_emnist47.md").read_text()
     assert "| pen lines as training draws them (no preprocessing) |" in table
     assert "| the same pen lines, framed by preprocessing |" in table
