@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import ExifTags, Image, ImageChops, ImageFilter, UnidentifiedImageError
@@ -46,16 +47,32 @@ EXIF_TRANSPOSE = {
 # Decoded images are box-reduced to at most this side: enough detail for a letter that fills a
 # tenth of a phone photo, and it bounds the cost of everything after decoding.
 DECODE_MAX_SIDE = 1024
-# Ink, paper and the letter's box are found on an image no larger than this.
-ANALYSIS_MAX_SIDE = 160
 
-# Fraction of pixels at the dark and light extremes that stands for "ink". Smaller finds smaller
-# specks of ink, but sets the ink level by the darkest crossings of a pen line, so that its
-# antialiased body falls below half and breaks up.
-EXTREME_FRACTION = 0.002
-# Ink must differ from the paper by this many grey levels (of 255) and by this many noise sigmas.
-MIN_CONTRAST = 32
-MIN_SNR = 6.0
+
+@dataclass(frozen=True)
+class InkSearch:
+    """Where and how keenly ink is looked for, against paper and its noise."""
+
+    # Ink, paper and the letter's box are found on a copy no larger than this; None: full size.
+    max_side: int | None
+    # Fraction of pixels at the dark and light extremes that stands for "ink".
+    extreme_fraction: float
+    # Ink must differ from the paper by this many grey levels (of 255) and noise sigmas.
+    min_contrast: int
+    min_snr: float
+
+
+# Smaller fractions find smaller specks of ink, but set the ink level by the darkest crossings of
+# a pen line, so that its antialiased body falls below half and breaks up.
+FIRST_LOOK = InkSearch(max_side=160, extreme_fraction=0.002, min_contrast=32, min_snr=6.0)
+# Before an image is called blank it is looked at again at full size, where far fewer pixels
+# stand for ink: a small letter on a large page, or a thin line that reducing the image faded.
+# Ink found so must differ from the paper by twice as many grey levels (on an unevenly lit JPEG
+# photo with no ink, whose compression hides its noise from the sigma estimate, that fraction
+# is 39 levels from the paper) and span this share of the image's longer side, so that a speck
+# on an empty page is still no letter.
+SECOND_LOOK = InkSearch(max_side=None, extreme_fraction=0.0001, min_contrast=64, min_snr=6.0)
+MIN_LETTER_FRACTION = 0.015
 # Background noise up to this many sigmas is taken as paper.
 NOISE_FLOOR_SIGMAS = 3.0
 # Median absolute difference of neighbouring pixels, per sigma of Gaussian noise: 0.6745 * sqrt(2).
@@ -396,18 +413,15 @@ def _scale_channels(array: np.ndarray) -> np.ndarray:
 def _letter_pixels(gray: Image.Image) -> np.ndarray:
     """Separate ink from paper, crop to it, even out the stroke and draw it as EMNIST did.
 
-    Levels and the letter's box come from a small copy; the crop is taken at full resolution.
+    Levels and the letter's box come from a small copy (or, before the image is called blank,
+    from all of it); the crop is taken at full resolution.
     """
-    factor = math.ceil(max(gray.size) / ANALYSIS_MAX_SIDE)
-    small = gray.reduce(factor) if factor > 1 else gray
-    histogram = small.histogram()
-    lighting = _paper_lighting(small, histogram)
-    if lighting is not None:
-        gray = _divide_lighting(gray, lighting)
-        small = gray.reduce(factor) if factor > 1 else gray
-        histogram = small.histogram()
-    table = _ink_table(small, histogram)
-    top, bottom, left, right = (side * factor for side in _ink_box(table[np.asarray(small)]))
+    try:
+        gray, table, factor, (top, bottom, left, right) = _find_ink(gray, FIRST_LOOK)
+    except BlankImageError:
+        gray, table, factor, (top, bottom, left, right) = _find_ink(gray, SECOND_LOOK)
+        if max(bottom - top, right - left) < MIN_LETTER_FRACTION * max(gray.size):
+            raise
     crop = gray.crop(
         (
             max(left - factor, 0),
@@ -422,6 +436,26 @@ def _letter_pixels(gray: Image.Image) -> np.ndarray:
     # resize, which then works on grey levels and the table on far fewer pixels.
     ink = table[np.asarray(crop.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))]
     return _render(*_even_strokes(ink))
+
+
+def _find_ink(
+    gray: Image.Image, search: InkSearch
+) -> tuple[Image.Image, np.ndarray, int, tuple[int, int, int, int]]:
+    """The image evened for lighting, its ink table, the reduction used, and the ink's box.
+
+    All of it is measured on a copy reduced by a whole factor to at most `search.max_side`.
+    """
+    factor = math.ceil(max(gray.size) / (search.max_side or max(gray.size)))
+    small = gray.reduce(factor) if factor > 1 else gray
+    histogram = small.histogram()
+    lighting = _paper_lighting(small, histogram)
+    if lighting is not None:
+        gray = _divide_lighting(gray, lighting)
+        small = gray.reduce(factor) if factor > 1 else gray
+        histogram = small.histogram()
+    table = _ink_table(small, histogram, search)
+    box = _ink_box(table[np.asarray(small)])
+    return gray, table, factor, tuple(side * factor for side in box)
 
 
 def _paper_lighting(small: Image.Image, histogram: list[int]) -> np.ndarray | None:
@@ -458,7 +492,7 @@ def _divide_lighting(gray: Image.Image, paper: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(flat), 0, 255).astype(np.uint8), mode="L")
 
 
-def _ink_table(small: Image.Image, histogram: list[int]) -> np.ndarray:
+def _ink_table(small: Image.Image, histogram: list[int], search: InkSearch) -> np.ndarray:
     """Lookup table grey level -> ink 0..255, from the paper level, the ink level and the noise.
 
     Paper is the median; ink is whichever extreme lies further from it (so either polarity);
@@ -468,14 +502,14 @@ def _ink_table(small: Image.Image, histogram: list[int]) -> np.ndarray:
     total = int(counts[-1])
     paper, darkest, lightest = (
         int(np.searchsorted(counts, fraction * total))
-        for fraction in (0.5, EXTREME_FRACTION, 1.0 - EXTREME_FRACTION)
+        for fraction in (0.5, search.extreme_fraction, 1.0 - search.extreme_fraction)
     )
     dark_ink = paper - darkest > lightest - paper
     contrast = paper - darkest if dark_ink else lightest - paper
     # When 3/4 of the pixels share one level, at least half of all neighbour pairs are equal:
     # the median difference, and so the noise estimate, is zero without computing it.
     sigma = 0.0 if histogram[paper] * 4 >= total * 3 else _noise_sigma(small)
-    if contrast < max(MIN_CONTRAST, MIN_SNR * sigma):
+    if contrast < max(search.min_contrast, search.min_snr * sigma):
         raise BlankImageError()
     floor = NOISE_FLOOR_SIGMAS * sigma
     levels = np.arange(256, dtype=np.float32)

@@ -197,6 +197,27 @@ def test_emnist_letter_on_a_page_comes_back_close_to_itself() -> None:
 
 
 @pytest.mark.parametrize(
+    "page_size, letter_side, pen, transparent",
+    [
+        ((280, 280), 28, 2, False),
+        ((2480, 3508), 100, 4, False),
+        ((4000, 4000), 2600, 3, True),
+    ],
+    ids=["a-tenth-of-a-canvas", "small-on-a-scanned-page", "thin-pen-on-a-huge-canvas"],
+)
+def test_small_or_faint_letters_are_found(
+    page_size: tuple[int, int], letter_side: int, pen: int, transparent: bool
+) -> None:
+    page = Image.new("L", page_size, 255)
+    page.paste(letter(side=letter_side, pen=pen), (page_size[0] // 3, page_size[1] // 4))
+    image = on_transparent(page, (0, 0, 0, 0)) if transparent else page
+    # Drawn this small or thin, the pen line is a pixel or two of the downscaled image, so the
+    # letter comes back rougher (3-13 grey levels from the large one), but other letters drawn
+    # the same way differ from it by 52-63.
+    assert mean_difference(to_model_input(encode(image), SPEC), REFERENCE) < 20
+
+
+@pytest.mark.parametrize(
     "file_format, mode",
     [(fmt, mode) for fmt, modes in WRITABLE.items() for mode in modes if mode != "I;16"]
     + [("PNG", "I;16"), ("TIFF", "I;16")],
@@ -324,6 +345,20 @@ def test_arrays_take_the_same_path_as_files() -> None:
 # --- each documented error, for a crafted file ----------------------------------------------
 
 
+def speck_on_a_page(side: int = 600, speck: int = 6) -> Image.Image:
+    """An empty page with one blot, smaller than any letter the second look accepts."""
+    page = Image.new("L", (side, side), 250)
+    page.paste(20, (side // 2, side // 2, side // 2 + speck, side // 2 + speck))
+    return page
+
+
+def unevenly_lit_empty_photo() -> bytes:
+    """Paper lit from 120 to 250 grey levels across, with sensor noise, saved as a JPEG."""
+    lighting = np.linspace(120, 250, 600)[None, :] + np.zeros((600, 1))
+    noisy = lighting + np.random.default_rng(0).normal(0, 5, lighting.shape)
+    return encode(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), "JPEG", quality=70)
+
+
 def png_declaring(width: int, height: int) -> bytes:
     """A PNG whose header declares `width` x `height` but whose data is one empty row."""
 
@@ -362,6 +397,8 @@ def animation(file_format: str, frames: int, side: int = 2) -> bytes:
         (encode(Image.new("L", (300, 200), 255)), BlankImageError),
         (encode(Image.new("RGBA", (280, 280), (0, 0, 0, 0))), BlankImageError),
         (encode(Image.new("RGB", (64, 64), (128, 128, 128)), "JPEG"), BlankImageError),
+        (encode(speck_on_a_page()), BlankImageError),
+        (unevenly_lit_empty_photo(), BlankImageError),
         (png_declaring(6000, 5000), ImageTooLargeError),
         (animation("GIF", 1000), TooManyFramesError),
         (animation("PNG", 150), TooManyFramesError),
@@ -379,6 +416,8 @@ def animation(file_format: str, frames: int, side: int = 2) -> bytes:
         "white-page",
         "empty-canvas",
         "grey-jpeg",
+        "speck-on-a-page",
+        "unevenly-lit-empty-photo",
         "30-megapixels-declared",
         "gif-1000-frames",
         "apng-150-frames",
