@@ -85,6 +85,13 @@ LIGHTING_MIN_SPREAD = 40
 BOX_THRESHOLD = 64
 # A run of ink rows or columns at the edge with less than this share of the ink is a speck.
 SPECK_MASS_FRACTION = 0.02
+# A box drawn around the letter (a form's field) inks this share of each of its four sides,
+# within this share of the ink's box from each edge (a tilted scan spreads a side over rows),
+# and is parted from the letter by a row inked no more than this (where the other two sides
+# cross it).
+FRAME_FILL = 0.9
+FRAME_BAND = 0.15
+FRAME_GAP_FILL = 0.1
 
 # Output side, working pixels per output pixel (strokes are measured and grown at that scale), and
 # the letter's long side in output pixels: EMNIST's border leaves 22-23, and 22.5 brings pool47
@@ -531,13 +538,51 @@ def _noise_sigma(image: Image.Image) -> float:
 
 
 def _ink_box(ink: np.ndarray) -> tuple[int, int, int, int]:
-    """Top, bottom, left, right (exclusive) of the ink, dropping specks detached at the edges."""
+    """Top, bottom, left, right (exclusive) of the ink, dropping specks detached at the edges
+    and a box drawn around the letter."""
     mask = ink >= BOX_THRESHOLD
     if not mask.any():
         raise BlankImageError()
     top, bottom = _main_span(mask.sum(axis=1))
     left, right = _main_span(mask.sum(axis=0))
-    return top, bottom, left, right
+    inside = _inside_frame(mask[top:bottom, left:right])
+    if inside is None:
+        return top, bottom, left, right
+    inner_top, inner_bottom, inner_left, inner_right = inside
+    return top + inner_top, top + inner_bottom, left + inner_left, left + inner_right
+
+
+def _inside_frame(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The box of the ink inside a frame drawn around it, or None where there is no frame.
+
+    A form's field box inks nearly all of each of its four sides; no letter does (the bar of a
+    T, the side of an E or the two of an H ink one or two), and a letter drawn as a box would
+    enclose nothing.
+    """
+    depths = []
+    for edge in (mask, mask[::-1], mask.T, mask.T[::-1]):  # top, bottom, left, right
+        depth = _frame_side_depth(edge)
+        if depth is None:
+            return None
+        depths.append(depth)
+    top, bottom, left, right = depths
+    inside = mask[top : mask.shape[0] - bottom, left : mask.shape[1] - right]
+    if not inside.any():
+        return None
+    inner_top, inner_bottom = _main_span(inside.sum(axis=1))
+    inner_left, inner_right = _main_span(inside.sum(axis=0))
+    return top + inner_top, top + inner_bottom, left + inner_left, left + inner_right
+
+
+def _frame_side_depth(mask: np.ndarray) -> int | None:
+    """Rows from the first to the gap after a frame's side along the first row; None if none."""
+    band = mask[: max(2, round(mask.shape[0] * FRAME_BAND))]
+    covered = np.logical_or.accumulate(band, axis=0).mean(axis=1) >= FRAME_FILL
+    if not covered.any():
+        return None
+    side_ends = int(np.argmax(covered))
+    gaps = np.flatnonzero(band[side_ends:].mean(axis=1) <= FRAME_GAP_FILL)
+    return side_ends + int(gaps[0]) if gaps.size else None
 
 
 def _main_span(profile: np.ndarray) -> tuple[int, int]:

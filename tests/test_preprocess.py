@@ -298,6 +298,29 @@ def test_detached_speck_and_noise_do_not_move_the_letter() -> None:
     assert mean_difference(to_model_input(encode(image), SPEC), REFERENCE) < 6
 
 
+@pytest.mark.parametrize("tilt", [0.0, 3.0])
+def test_a_box_drawn_around_the_letter_is_left_out(tilt: float) -> None:
+    def scan(boxed: bool) -> np.ndarray:
+        page = Image.new("L", (400, 400), 255)
+        page.paste(letter(), (60, 60))
+        if boxed:
+            ImageDraw.Draw(page).rectangle([30, 30, 370, 370], outline=0, width=4)
+        tilted = page.rotate(tilt, fillcolor=255, resample=Image.Resampling.BILINEAR)
+        return to_model_input(encode(tilted), SPEC)
+
+    # Left in, the box is what gets framed and the letter shrinks inside it: 60-80 levels apart.
+    assert mean_difference(scan(boxed=True), scan(boxed=False)) < 1
+
+
+def test_a_letter_drawn_as_a_box_is_kept_whole() -> None:
+    square = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(square).rectangle([60, 40, 220, 240], outline=0, width=8)
+    ink = pixels_of(to_model_input(encode(square), SPEC)) > 128
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    # Taken for a frame around nothing it would be cut away; kept, it fills EMNIST's box.
+    assert rows[-1] - rows[0] >= 18 and cols[-1] - cols[0] >= 12
+
+
 def test_uneven_lighting_is_divided_out() -> None:
     # Paper from 250 on the left to 60 on the right, ink reflecting 15% of the light it gets.
     reflectance = np.asarray(letter(pen=8), dtype=np.float64) / 255 * 0.85 + 0.15
