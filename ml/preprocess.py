@@ -85,6 +85,9 @@ LIGHTING_MIN_SPREAD = 40
 BOX_THRESHOLD = 64
 # A run of ink rows or columns at the edge with less than this share of the ink is a speck.
 SPECK_MASS_FRACTION = 0.02
+# Ink along at least this share of the image's edge is background reaching in from beyond the
+# paper (the desk around a photographed sheet), not the letter.
+BORDER_BACKGROUND = 0.25
 # A box drawn around the letter (a form's field) inks this share of each of its four sides,
 # within this share of the ink's box from each edge (a tilted scan spreads a side over rows),
 # and is parted from the letter by a row inked no more than this (where the other two sides
@@ -540,7 +543,7 @@ def _noise_sigma(image: Image.Image) -> float:
 def _ink_box(ink: np.ndarray) -> tuple[int, int, int, int]:
     """Top, bottom, left, right (exclusive) of the ink, dropping specks detached at the edges
     and a box drawn around the letter."""
-    mask = ink >= BOX_THRESHOLD
+    mask = _without_border_background(ink >= BOX_THRESHOLD)
     if not mask.any():
         raise BlankImageError()
     top, bottom = _main_span(mask.sum(axis=1))
@@ -550,6 +553,22 @@ def _ink_box(ink: np.ndarray) -> tuple[int, int, int, int]:
         return top, bottom, left, right
     inner_top, inner_bottom, inner_left, inner_right = inside
     return top + inner_top, top + inner_bottom, left + inner_left, left + inner_right
+
+
+def _without_border_background(mask: np.ndarray) -> np.ndarray:
+    """The ink less what reaches in from the image's edge along much of it (a desk or a shadow
+    around the sheet); a letter touches the edge, if at all, along a stroke's width."""
+    edge = np.concatenate((mask[0], mask[-1], mask[1:-1, 0], mask[1:-1, -1]))
+    if edge.mean() < BORDER_BACKGROUND:
+        return mask
+    reached = np.zeros_like(mask)
+    for side in (np.s_[0], np.s_[-1], np.s_[:, 0], np.s_[:, -1]):
+        reached[side] = mask[side]
+    while True:
+        grown = _dilate(reached, 1) & mask
+        if np.array_equal(grown, reached):
+            return mask & ~reached
+        reached = grown
 
 
 def _inside_frame(mask: np.ndarray) -> tuple[int, int, int, int] | None:

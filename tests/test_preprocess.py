@@ -321,6 +321,18 @@ def test_a_letter_drawn_as_a_box_is_kept_whole() -> None:
     assert rows[-1] - rows[0] >= 18 and cols[-1] - cols[0] >= 12
 
 
+@pytest.mark.parametrize(
+    "at, size", [((40, 40), (520, 520)), ((0, 90), (600, 510))], ids=["all-round", "two-sides"]
+)
+def test_a_sheet_photographed_on_a_dark_desk(at: tuple[int, int], size: tuple[int, int]) -> None:
+    photo = Image.new("L", (600, 600), 50)
+    sheet = Image.new("L", size, 235)
+    sheet.paste(letter(paper=235), ((size[0] - 280) // 2, (size[1] - 280) // 2))
+    photo.paste(sheet, at)
+    # Taken for ink, the desk would be what gets framed: 60-100 grey levels from the letter.
+    assert mean_difference(to_model_input(encode(photo, "JPEG", quality=85), SPEC), REFERENCE) < 10
+
+
 def test_uneven_lighting_is_divided_out() -> None:
     # Paper from 250 on the left to 60 on the right, ink reflecting 15% of the light it gets.
     reflectance = np.asarray(letter(pen=8), dtype=np.float64) / 255 * 0.85 + 0.15
