@@ -67,6 +67,7 @@ def encode(image: Image.Image, file_format: str, **options: int) -> bytes:
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, type, body, and the CRC decoders check."""
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 

@@ -464,8 +464,8 @@ def _find_ink(
         small = gray.reduce(factor) if factor > 1 else gray
         histogram = small.histogram()
     table = _ink_table(small, histogram, search)
-    box = _ink_box(table[np.asarray(small)])
-    return gray, table, factor, tuple(side * factor for side in box)
+    top, bottom, left, right = _ink_box(table[np.asarray(small)])
+    return gray, table, factor, (top * factor, bottom * factor, left * factor, right * factor)
 
 
 def _paper_lighting(small: Image.Image, histogram: list[int]) -> np.ndarray | None:
@@ -541,13 +541,12 @@ def _noise_sigma(image: Image.Image) -> float:
 
 
 def _ink_box(ink: np.ndarray) -> tuple[int, int, int, int]:
-    """Top, bottom, left, right (exclusive) of the ink, dropping specks detached at the edges
-    and a box drawn around the letter."""
+    """Top, bottom, left, right (exclusive) of the letter's ink: without background reaching in
+    from the image's edge, specks detached at the edges, or a box drawn around the letter."""
     mask = _without_border_background(ink >= BOX_THRESHOLD)
     if not mask.any():
         raise BlankImageError()
-    top, bottom = _main_span(mask.sum(axis=1))
-    left, right = _main_span(mask.sum(axis=0))
+    top, bottom, left, right = _main_box(mask)
     inside = _inside_frame(mask[top:bottom, left:right])
     if inside is None:
         return top, bottom, left, right
@@ -555,9 +554,16 @@ def _ink_box(ink: np.ndarray) -> tuple[int, int, int, int]:
     return top + inner_top, top + inner_bottom, left + inner_left, left + inner_right
 
 
+def _main_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Top, bottom, left, right (exclusive) of the ink that is not an outlying speck."""
+    top, bottom = _main_span(mask.sum(axis=1))
+    left, right = _main_span(mask.sum(axis=0))
+    return top, bottom, left, right
+
+
 def _without_border_background(mask: np.ndarray) -> np.ndarray:
-    """The ink less what reaches in from the image's edge along much of it (a desk or a shadow
-    around the sheet); a letter touches the edge, if at all, along a stroke's width."""
+    """The ink less what reaches in from the image's edge along much of it (the desk around a
+    photographed sheet); a letter touches the edge, if at all, along a stroke's width."""
     edge = np.concatenate((mask[0], mask[-1], mask[1:-1, 0], mask[1:-1, -1]))
     if edge.mean() < BORDER_BACKGROUND:
         return mask
@@ -588,8 +594,7 @@ def _inside_frame(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     inside = mask[top : mask.shape[0] - bottom, left : mask.shape[1] - right]
     if not inside.any():
         return None
-    inner_top, inner_bottom = _main_span(inside.sum(axis=1))
-    inner_left, inner_right = _main_span(inside.sum(axis=0))
+    inner_top, inner_bottom, inner_left, inner_right = _main_box(inside)
     return top + inner_top, top + inner_bottom, left + inner_left, left + inner_right
 
 
