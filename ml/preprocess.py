@@ -88,6 +88,9 @@ SPECK_MASS_FRACTION = 0.02
 # Ink along at least this share of the image's edge is background reaching in from beyond the
 # paper (the desk around a photographed sheet), not the letter.
 BORDER_BACKGROUND = 0.25
+# Background is followed in from the edge run by run, along rows then columns; a desk takes one
+# or two such passes, and this many bound the cost of a maze drawn to take thousands.
+MAX_REACH_PASSES = 16
 # A box drawn around the letter (a form's field) inks this share of each of its four sides,
 # within this share of the ink's box from each edge (a tilted scan spreads a side over rows),
 # and is parted from the letter by a row inked no more than this (where the other two sides
@@ -570,11 +573,22 @@ def _without_border_background(mask: np.ndarray) -> np.ndarray:
     reached = np.zeros_like(mask)
     for side in (np.s_[0], np.s_[-1], np.s_[:, 0], np.s_[:, -1]):
         reached[side] = mask[side]
-    while True:
-        grown = _dilate(reached, 1) & mask
+    for _ in range(MAX_REACH_PASSES):
+        grown = _whole_runs(_whole_runs(reached, mask).T, mask.T).T
         if np.array_equal(grown, reached):
-            return mask & ~reached
+            break
         reached = grown
+    return mask & ~reached
+
+
+def _whole_runs(reached: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Every run of `mask` along a row that holds a pixel of `reached`, whole."""
+    starts = mask.copy()
+    starts[:, 1:] &= ~mask[:, :-1]
+    run = np.cumsum(starts, axis=None).reshape(mask.shape)
+    hit = np.zeros(int(run[-1, -1]) + 1, dtype=bool)
+    hit[run[reached]] = True
+    return mask & hit[run]
 
 
 def _inside_frame(mask: np.ndarray) -> tuple[int, int, int, int] | None:
