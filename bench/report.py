@@ -39,7 +39,7 @@ def _preprocessing(results: dict) -> list[str]:
     return [
         f"`to_model_input` on 280x280 canvas PNGs: "
         f"**{figures['to_model_input']['per_cpu_second_median']:,} images per CPU-second** "
-        f"(one core; decoding alone {figures['decode_only']['per_cpu_second_median']:,}), "
+        f"(one core; decoding alone {figures['decode_libspng']['per_cpu_second_median']:,}), "
         f"{figures['images']} images x {figures['rounds']} rounds."
     ]
 

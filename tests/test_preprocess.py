@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageDraw
 
+from ml import preprocess
 from ml.artifact import InputSpec
 from ml.data import DEFAULT_DATA_DIR, load_split
 from ml.preprocess import (
@@ -91,6 +92,23 @@ def on_transparent(gray: Image.Image, transparent: tuple[int, int, int, int]) ->
 REFERENCE = to_model_input(encode(letter()), SPEC)
 
 
+def png_file(width: int, height: int, bit_depth: int, colour_type: int, scanlines: bytes) -> bytes:
+    """A PNG written by hand, for the bit depths and headers Pillow does not write."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(scanlines))
+        + chunk(b"IEND", b"")
+    )
+
+
 # --- every input either works or fails with a documented error -----------------------------
 
 
@@ -110,6 +128,25 @@ def small_files(draw: st.DrawFn) -> bytes:
         exif[EXIF_ORIENTATION] = draw(st.integers(1, 8))
         options["exif"] = exif.tobytes()
     return encode(image, file_format, **options)
+
+
+@st.composite
+def fast_decoder_pngs(draw: st.DrawFn) -> bytes:
+    """PNGs of the modes libspng decodes: 8-bit from Pillow, 16-bit with every filter by hand."""
+    width, height = draw(st.integers(1, 24)), draw(st.integers(1, 24))
+    if draw(st.booleans()):
+        mode = draw(st.sampled_from(preprocess.FAST_PNG_MODES))
+        size = BYTES_PER_PIXEL[mode] * width * height
+        pixels = draw(st.binary(min_size=size, max_size=size))
+        return encode(Image.frombytes(mode, (width, height), pixels))
+    channels = {2: 3, 4: 2, 6: 4}  # RGB, grey with alpha, RGBA
+    colour_type = draw(st.sampled_from(sorted(channels)))
+    row = 2 * channels[colour_type] * width
+    scanlines = b"".join(
+        bytes([draw(st.integers(0, 4))]) + draw(st.binary(min_size=row, max_size=row))
+        for _ in range(height)
+    )
+    return png_file(width, height, 16, colour_type, scanlines)
 
 
 def check_result(make: Callable[[], np.ndarray]) -> None:
@@ -158,6 +195,22 @@ DAMAGEABLE = [
 
 
 # Pillow warns about damage it can read past (corrupt EXIF); only exceptions matter here.
+@QUICK
+@given(fast_decoder_pngs())
+def test_libspng_and_pillow_decode_pngs_alike(data: bytes) -> None:
+    def prepared() -> np.ndarray | str:
+        try:
+            return to_model_input(data, SPEC)
+        except PreprocessError as error:
+            return type(error).__name__
+
+    fast = prepared()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(preprocess, "_is_fast_png", lambda *_: False)
+        slow = prepared()
+    np.testing.assert_array_equal(fast, slow)
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @QUICK
 @given(
@@ -396,19 +449,7 @@ def unevenly_lit_empty_photo() -> bytes:
 
 def png_declaring(width: int, height: int) -> bytes:
     """A PNG whose header declares `width` x `height` but whose data is one empty row."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00"))
-        + chunk(b"IEND", b"")
-    )
+    return png_file(width, height, bit_depth=8, colour_type=0, scanlines=b"\x00")
 
 
 def animation(file_format: str, frames: int, side: int = 2) -> bytes:
