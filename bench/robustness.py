@@ -1,14 +1,15 @@
 """Accuracy on test images sent the way people send them: `python -m bench.robustness`.
 
 Each EMNIST test image of the model's own split (pool47 for emnist47, pool62 for emnist62;
-`--split` for another) is rendered as a user would produce it (a scanned page, a phone photo,
-a browser canvas, a marker drawing), encoded to file bytes, put through `ml.preprocess` and the
-model; macro accuracy per rendering style is compared with the model on the clean test images.
-Two more references: the same images redrawn as training redraws pen lines, fed to the model
-directly (in EMNIST's frame), and those pen lines framed by preprocessing first (cropped to the
-ink, as every canvas letter is). Between them they show how much of the canvas style's loss is
-the pen line, how much EMNIST's frame, and how much is left for the canvas rendering. Every row
-also counts the letters read right clean and wrong once rendered, and what they were read as.
+`--split` for another) is rendered as a user would produce it (a scanned page, a phone photo, a
+shadow across it, a browser canvas, a marker drawing), encoded to file bytes, put through
+`ml.preprocess` and the model; macro accuracy per rendering style is compared with the model on
+the clean test images. Two more references: the same images redrawn as training redraws pen
+lines, fed to the model directly (in EMNIST's frame), and those pen lines framed by
+preprocessing first (cropped to the ink, as every canvas letter is). Between them they show how
+much of the canvas style's loss is the pen line, how much EMNIST's frame, and how much is left
+for the canvas rendering. Every row also counts the letters read right clean and wrong once
+rendered, and what they were read as.
 Writes bench/results/robustness_<model>.json and .md.
 """
 
@@ -158,9 +159,47 @@ def photo(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
     paper = int(np.median(np.asarray(sheet)))
     sheet = sheet.rotate(rng.uniform(-8, 8), Image.Resampling.BILINEAR, fillcolor=paper)
     sheet = sheet.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0) * sheet.width / 600))
-    values = np.asarray(sheet, dtype=np.float32) + rng.normal(0, rng.uniform(3, 10), sheet.size)
+    return phone_jpeg(np.asarray(sheet, dtype=np.float32), rng)
+
+
+def phone_jpeg(sheet: np.ndarray, rng: np.random.Generator) -> bytes:
+    """Sensor noise (sigma 3-10 grey levels) and JPEG at quality 50-90, as a phone adds them."""
+    values = sheet + rng.normal(0, rng.uniform(3, 10), sheet.shape)
     noisy_sheet = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
     return encode(noisy_sheet.convert("RGB"), "JPEG", quality=int(rng.integers(50, 91)))
+
+
+def page_coordinates(sheet: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of every pixel of a square page, as shares of its side (0 to 1)."""
+    rows, cols = np.mgrid[: sheet.shape[0], : sheet.shape[1]]
+    return rows / sheet.shape[0], cols / sheet.shape[1]
+
+
+def shadow(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A phone photo with a hard-edged shadow at any angle across the page: 40-70% of the light.
+
+    The edge passes anywhere in the page's middle 70%, across the letter or beside it, and is
+    softened over 0.5-3 px per 600 px; then noise and JPEG as in `photo`.
+    """
+    sheet = np.asarray(page(pixels, rng), dtype=np.float32)
+    rows, cols = page_coordinates(sheet)
+    angle, (row, col) = rng.uniform(0, np.pi), rng.uniform(0.15, 0.85, size=2)
+    across = ((rows - row) * np.cos(angle) - (cols - col) * np.sin(angle)) * sheet.shape[0]
+    softness = rng.uniform(0.5, 3.0) * sheet.shape[0] / 600
+    shaded = 0.5 * (1 + np.tanh(across / (2 * softness)))
+    return phone_jpeg(sheet * (1 - (1 - rng.uniform(0.4, 0.7)) * shaded), rng)
+
+
+def falloff(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A phone photo lit from one side: the light falls by 30-60% across the page, any direction.
+
+    Then noise and JPEG as in `photo`.
+    """
+    sheet = np.asarray(page(pixels, rng), dtype=np.float32)
+    rows, cols = page_coordinates(sheet)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.clip((cols - 0.5) * np.cos(angle) + (rows - 0.5) * np.sin(angle) + 0.5, 0, 1)
+    return phone_jpeg(sheet * (1 - rng.uniform(0.3, 0.6) * ramp), rng)
 
 
 def pen_canvas(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
@@ -224,6 +263,8 @@ STYLES: dict[str, Renderer] = {
     "photo": photo,
     "pen_canvas": pen_canvas,
     "marker": marker,
+    "shadow": shadow,
+    "falloff": falloff,
 }
 
 

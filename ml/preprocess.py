@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pyspng
 from PIL import ExifTags, Image, ImageChops, ImageFilter, UnidentifiedImageError
+from scipy import ndimage
 
 from ml.artifact import InputSpec
 
@@ -84,10 +86,15 @@ MIN_LETTER_FRACTION = 0.015
 NOISE_FLOOR_SIGMAS = 3.0
 # Median absolute difference of neighbouring pixels, per sigma of Gaussian noise: 0.6745 * sqrt(2).
 MAD_DIFF_PER_SIGMA = 0.954
-# Uneven lighting is measured on this many by this many blocks, and divided out when the paper's
-# brightness varies by at least this many grey levels (a scan's or a canvas's does not).
-LIGHTING_GRID = 6
+# The paper's brightness is what remains once strokes narrower than this share of the image's
+# longer side are taken away (a third keeps a fat marker letter out of it, and any shadow wider
+# than that in it); it is divided out where it varies by at least this many grey levels (a
+# scan's or a canvas's does not).
+PAPER_WINDOW = 1 / 3
 LIGHTING_MIN_SPREAD = 40
+# Light ink (chalk, a dark-mode screen) leaves the closing 4-15 times as rough as the opening;
+# dark ink under a shadow or falloff 0.01-1.3 times, and an empty page about 1: paper is light.
+LIGHT_INK_ROUGHNESS = 2.0
 # Ink at or above this level (of 255) bounds the letter; a quarter keeps faint thin pen lines.
 BOX_THRESHOLD = 64
 # A run of ink rows or columns at the edge with less than this share of the ink is a speck.
@@ -490,9 +497,8 @@ def _find_ink(
     factor = math.ceil(max(gray.size) / (search.max_side or max(gray.size)))
     small = gray.reduce(factor) if factor > 1 else gray
     histogram = small.histogram()
-    lighting = _paper_lighting(small, histogram)
-    if lighting is not None:
-        gray = _divide_lighting(gray, lighting)
+    if _unevenly_lit(small, histogram):
+        gray = _divide_lighting(gray)
         small = gray.reduce(factor) if factor > 1 else gray
         histogram = small.histogram()
     table = _ink_table(small, histogram, search)
@@ -500,37 +506,54 @@ def _find_ink(
     return gray, table, factor, (top * factor, bottom * factor, left * factor, right * factor)
 
 
-def _paper_lighting(small: Image.Image, histogram: list[int]) -> np.ndarray | None:
-    """Brightness of light paper across the image, on a coarse grid; None where it is even.
+def _unevenly_lit(small: Image.Image, histogram: list[int]) -> bool:
+    """Whether dark ink lies on paper lit unevenly: a phone photo's falloff, a hard shadow.
 
-    A phone photo is lit unevenly: each block's bright percentile is its paper, and the median
-    of a block and its neighbours stands in where thick ink covers most of a block (a median
-    follows a lighting gradient; a maximum would overestimate the dim side's paper).
+    A grey closing takes dark strokes away and an opening light ones: the ink is light where
+    the closing leaves a much rougher image than the opening; otherwise the closing is the paper.
     """
-    total = sum(histogram)
-    grid = LIGHTING_GRID
-    uniform = max(histogram) * 4 >= total * 3
-    dark = sum(histogram[:128]) * 2 >= total
-    if uniform or dark or min(small.size) < 2 * grid:
-        return None
+    if max(histogram) * 4 >= sum(histogram) * 3 or _paper_window(small.size) < 3:
+        return False
     pixels = np.asarray(small)
-    rows, cols = small.height // grid, small.width // grid
-    blocks = pixels[: rows * grid, : cols * grid].reshape(grid, rows, grid, cols)
-    blocks = blocks.transpose(0, 2, 1, 3).reshape(grid, grid, rows * cols)
-    rank = int(rows * cols * 0.9)
-    paper = np.partition(blocks, rank, axis=2)[:, :, rank].astype(np.float32)
-    padded = np.pad(paper, 1, mode="edge")
-    paper = np.median(
-        [padded[r : r + grid, c : c + grid] for r in range(3) for c in range(3)], axis=0
-    )
-    return paper if paper.max() - paper.min() >= LIGHTING_MIN_SPREAD else None
+    paper = _morphology(pixels, ndimage.grey_closing)
+    low, high = np.percentile(paper, (1, 99))
+    if high - low < LIGHTING_MIN_SPREAD:
+        return False
+    light_ink_paper = _morphology(pixels, ndimage.grey_opening)
+    return _variation(paper) <= LIGHT_INK_ROUGHNESS * _variation(light_ink_paper)
 
 
-def _divide_lighting(gray: Image.Image, paper: np.ndarray) -> Image.Image:
+def _morphology(pixels: np.ndarray, *operations: Callable[..., np.ndarray]) -> np.ndarray:
+    """Grey closings or openings over the paper window, in turn, on the image padded once.
+
+    Padding for each step anew would bend a shadow's edge where it meets the image's, and
+    leave a wedge of false ink there.
+    """
+    window = _paper_window(pixels.shape)
+    result = np.pad(pixels, window, mode="edge")
+    for operation in operations:
+        result = operation(result, size=window)
+    return result[window:-window, window:-window]
+
+
+def _paper_window(size: tuple[int, int]) -> int:
+    """Odd side of the square that takes strokes off the paper: a share of the longer side."""
+    return 2 * round(max(size) * PAPER_WINDOW / 2) + 1
+
+
+def _variation(pixels: np.ndarray) -> int:
+    """Total variation: the sum of differences between neighbours along rows and columns."""
+    values = pixels.astype(np.int32)
+    return int(np.abs(np.diff(values, axis=0)).sum() + np.abs(np.diff(values, axis=1)).sum())
+
+
+def _divide_lighting(gray: Image.Image) -> Image.Image:
     """Grey levels relative to the local paper brightness, so paper is white everywhere."""
-    grid = Image.fromarray(np.clip(paper, 1, 255).astype(np.uint8), mode="L")
-    lighting = np.asarray(grid.resize(gray.size, Image.Resampling.BILINEAR), dtype=np.float32)
-    flat = np.asarray(gray, dtype=np.float32) * (255.0 / np.maximum(lighting, 1.0))
+    pixels = np.asarray(gray)
+    # The opening takes back where the closing filled a narrow strip of shadow.
+    paper = _morphology(pixels, ndimage.grey_closing, ndimage.grey_opening)
+    paper = np.maximum(paper, 1).astype(np.float32)
+    flat = pixels.astype(np.float32) * (255.0 / paper)
     return Image.fromarray(np.clip(np.rint(flat), 0, 255).astype(np.uint8), mode="L")
 
 

@@ -324,6 +324,11 @@ def test_polarity_is_detected() -> None:
     assert mean_difference(to_model_input(encode(white_on_black), SPEC), REFERENCE) < 1
     pencil_on_grey_paper = letter(ink=90, paper=200)
     assert mean_difference(to_model_input(encode(pencil_on_grey_paper), SPEC), REFERENCE) < 3
+    # Chalk on a board lit from one side: light ink, however uneven its background.
+    chalk = np.asarray(letter(ink=230, paper=40), dtype=np.float64) * np.linspace(1, 0.5, 280)
+    noisy_chalk = chalk + np.random.default_rng(0).normal(0, 3, chalk.shape)
+    photo = Image.fromarray(np.clip(np.rint(noisy_chalk), 0, 255).astype(np.uint8))
+    assert mean_difference(to_model_input(encode(photo, "JPEG"), SPEC), REFERENCE) < 6
 
 
 def stroke_width(model_input: np.ndarray) -> float:
@@ -392,6 +397,34 @@ def test_uneven_lighting_is_divided_out() -> None:
     photo = np.linspace(250, 60, 280)[None, :] * reflectance
     image = Image.fromarray(np.rint(photo).astype(np.uint8))
     assert mean_difference(to_model_input(encode(image, "JPEG"), SPEC), REFERENCE) < 6
+
+
+@pytest.mark.parametrize(
+    "shadow",
+    [
+        [(0, 0), (280, 0), (280, 60), (0, 150)],
+        [(0, 0), (150, 0), (90, 280), (0, 280)],
+        [(0, 0), (250, 0), (250, 280), (0, 280)],
+        [(180, 160), (280, 160), (280, 280), (180, 280)],
+    ],
+    ids=["across-the-top", "across-the-letter", "most-of-the-page", "a-corner"],
+)
+def test_a_hard_edged_shadow_is_divided_out(shadow: list[tuple[int, int]]) -> None:
+    def photo(light: Image.Image) -> bytes:
+        """The letter's paper and ink (reflecting 15%) under `light`, with noise, as a JPEG."""
+        reflectance = np.asarray(letter(pen=8), dtype=np.float64) / 255 * 0.85 + 0.15
+        pixels = np.asarray(light, dtype=np.float64) * reflectance
+        pixels += np.random.default_rng(0).normal(0, 3, pixels.shape)
+        image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+        return encode(image, "JPEG", quality=85)
+
+    light = Image.new("L", (280, 280), 250)
+    evenly_lit = mean_difference(to_model_input(photo(light), SPEC), REFERENCE)
+    # A phone's shadow: paper and ink inside the polygon get 45% of the light, edges sharp.
+    ImageDraw.Draw(light).polygon(shadow, fill=112)
+    shadowed = mean_difference(to_model_input(photo(light), SPEC), REFERENCE)
+    # Before shadows were divided out: 5 to 62 grey levels off, or no ink found at all.
+    assert shadowed < evenly_lit + 1
 
 
 def test_big_photo_is_handled_after_downscaling() -> None:
