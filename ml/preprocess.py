@@ -58,12 +58,14 @@ PNG_EXIF_CHUNK = b"eXIf"
 DECODE_MAX_SIDE = 1024
 
 
+# Lighting, ink, paper and the letter's box are first measured on a copy no larger than this.
+FIRST_LOOK_SIDE = 160
+
+
 @dataclass(frozen=True)
 class InkSearch:
-    """Where and how keenly ink is looked for, against paper and its noise."""
+    """How keenly ink is looked for, against paper and its noise."""
 
-    # Ink, paper and the letter's box are found on a copy no larger than this; None: full size.
-    max_side: int | None
     # Fraction of pixels at the dark and light extremes that stands for "ink".
     extreme_fraction: float
     # Ink must differ from the paper by this many grey levels (of 255) and noise sigmas.
@@ -73,14 +75,14 @@ class InkSearch:
 
 # Smaller fractions find smaller specks of ink, but set the ink level by the darkest crossings of
 # a pen line, so that its antialiased body falls below half and breaks up.
-FIRST_LOOK = InkSearch(max_side=160, extreme_fraction=0.002, min_contrast=32, min_snr=6.0)
+FIRST_LOOK = InkSearch(extreme_fraction=0.002, min_contrast=32, min_snr=6.0)
 # Before an image is called blank it is looked at again at full size, where far fewer pixels
 # stand for ink: a small letter on a large page, or a thin line that reducing the image faded.
 # Ink found so must differ from the paper by twice as many grey levels (on an unevenly lit JPEG
 # photo with no ink, whose compression hides its noise from the sigma estimate, that fraction
 # is 39 levels from the paper) and span this share of the image's longer side, so that a speck
 # on an empty page is still no letter.
-SECOND_LOOK = InkSearch(max_side=None, extreme_fraction=0.0001, min_contrast=64, min_snr=6.0)
+SECOND_LOOK = InkSearch(extreme_fraction=0.0001, min_contrast=64, min_snr=6.0)
 MIN_LETTER_FRACTION = 0.015
 # Background noise up to this many sigmas is taken as paper.
 NOISE_FLOOR_SIGMAS = 3.0
@@ -95,6 +97,9 @@ LIGHTING_MIN_SPREAD = 40
 # Light ink (chalk, a dark-mode screen) leaves the closing 4-15 times as rough as the opening;
 # dark ink under a shadow or falloff 0.01-1.3 times, and an empty page about 1: paper is light.
 LIGHT_INK_ROUGHNESS = 2.0
+# The paper is estimated on a copy no larger than this and enlarged back: a quarter of the cost
+# on a 1024 px image, and a shadow's edge blurred over no more than two of its pixels.
+LIGHTING_MAX_SIDE = 512
 # Ink at or above this level (of 255) bounds the letter; a quarter keeps faint thin pen lines.
 BOX_THRESHOLD = 64
 # A run of ink rows or columns at the edge with less than this share of the ink is a speck.
@@ -465,12 +470,7 @@ def _letter_pixels(gray: Image.Image) -> np.ndarray:
     Levels and the letter's box come from a small copy (or, before the image is called blank,
     from all of it); the crop is taken at full resolution.
     """
-    try:
-        gray, table, factor, (top, bottom, left, right) = _find_ink(gray, FIRST_LOOK)
-    except BlankImageError:
-        gray, table, factor, (top, bottom, left, right) = _find_ink(gray, SECOND_LOOK)
-        if max(bottom - top, right - left) < MIN_LETTER_FRACTION * max(gray.size):
-            raise
+    gray, table, factor, (top, bottom, left, right) = _find_ink(gray)
     crop = gray.crop(
         (
             max(left - factor, 0),
@@ -487,23 +487,35 @@ def _letter_pixels(gray: Image.Image) -> np.ndarray:
     return _render(*_even_strokes(ink))
 
 
-def _find_ink(
-    gray: Image.Image, search: InkSearch
-) -> tuple[Image.Image, np.ndarray, int, tuple[int, int, int, int]]:
+def _find_ink(gray: Image.Image) -> tuple[Image.Image, np.ndarray, int, tuple[int, int, int, int]]:
     """The image evened for lighting, its ink table, the reduction used, and the ink's box.
 
-    All of it is measured on a copy reduced by a whole factor to at most `search.max_side`.
+    All of it is measured on a copy reduced by a whole factor to FIRST_LOOK_SIDE, unless that
+    finds no ink: then the ink is looked for again in the whole image.
     """
-    factor = math.ceil(max(gray.size) / (search.max_side or max(gray.size)))
+    factor = math.ceil(max(gray.size) / FIRST_LOOK_SIDE)
     small = gray.reduce(factor) if factor > 1 else gray
     histogram = small.histogram()
     if _unevenly_lit(small, histogram):
         gray = _divide_lighting(gray)
         small = gray.reduce(factor) if factor > 1 else gray
         histogram = small.histogram()
-    table = _ink_table(small, histogram, search)
-    top, bottom, left, right = _ink_box(table[np.asarray(small)])
+    try:
+        table, (top, bottom, left, right) = _look(small, histogram, FIRST_LOOK)
+    except BlankImageError:
+        table, (top, bottom, left, right) = _look(gray, gray.histogram(), SECOND_LOOK)
+        if max(bottom - top, right - left) < MIN_LETTER_FRACTION * max(gray.size):
+            raise
+        return gray, table, 1, (top, bottom, left, right)
     return gray, table, factor, (top * factor, bottom * factor, left * factor, right * factor)
+
+
+def _look(
+    image: Image.Image, histogram: list[int], search: InkSearch
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The ink table and the ink's box in `image`, looked for as keenly as `search` says."""
+    table = _ink_table(image, histogram, search)
+    return table, _ink_box(table[np.asarray(image)])
 
 
 def _unevenly_lit(small: Image.Image, histogram: list[int]) -> bool:
@@ -550,8 +562,12 @@ def _variation(pixels: np.ndarray) -> int:
 def _divide_lighting(gray: Image.Image) -> Image.Image:
     """Grey levels relative to the local paper brightness, so paper is white everywhere."""
     pixels = np.asarray(gray)
+    factor = math.ceil(max(gray.size) / LIGHTING_MAX_SIDE)
+    reduced = np.asarray(gray.reduce(factor)) if factor > 1 else pixels
     # The opening takes back where the closing filled a narrow strip of shadow.
-    paper = _morphology(pixels, ndimage.grey_closing, ndimage.grey_opening)
+    paper = _morphology(reduced, ndimage.grey_closing, ndimage.grey_opening)
+    if factor > 1:
+        paper = np.asarray(Image.fromarray(paper).resize(gray.size, Image.Resampling.BILINEAR))
     paper = np.maximum(paper, 1).astype(np.float32)
     flat = pixels.astype(np.float32) * (255.0 / paper)
     return Image.fromarray(np.clip(np.rint(flat), 0, 255).astype(np.uint8), mode="L")
