@@ -100,6 +100,13 @@ LIGHT_INK_ROUGHNESS = 2.0
 # The paper is estimated on a copy no larger than this and enlarged back: a quarter of the cost
 # on a 1024 px image, and a shadow's edge blurred over no more than two of its pixels.
 LIGHTING_MAX_SIDE = 512
+# "Ink" that fills this share of its box and encloses marks covering this share of it is a sheet
+# lighter than the desk it lies on (letters that fill their box so fully, on bench.robustness's
+# images, are bars that enclose nothing); the letter is looked for on the sheet, this share of
+# its sides in from its edges.
+SHEET_FILL = 0.85
+SHEET_MARKS = 0.01
+SHEET_INSET = 0.03
 # Ink at or above this level (of 255) bounds the letter; a quarter keeps faint thin pen lines.
 BOX_THRESHOLD = 64
 # A run of ink rows or columns at the edge with less than this share of the ink is a speck.
@@ -487,11 +494,15 @@ def _letter_pixels(gray: Image.Image) -> np.ndarray:
     return _render(*_even_strokes(ink))
 
 
-def _find_ink(gray: Image.Image) -> tuple[Image.Image, np.ndarray, int, tuple[int, int, int, int]]:
-    """The image evened for lighting, its ink table, the reduction used, and the ink's box.
+def _find_ink(
+    gray: Image.Image, on_sheet: bool = False
+) -> tuple[Image.Image, np.ndarray, int, tuple[int, int, int, int]]:
+    """The image (evened for lighting, or the sheet in it), its ink table, the reduction used,
+    and the ink's box.
 
     All of it is measured on a copy reduced by a whole factor to FIRST_LOOK_SIDE, unless that
-    finds no ink: then the ink is looked for again in the whole image.
+    finds no ink: then the ink is looked for again in the whole image. Where the "ink" found
+    is a sheet lighter than its desk, the letter is looked for on the sheet instead.
     """
     factor = math.ceil(max(gray.size) / FIRST_LOOK_SIDE)
     small = gray.reduce(factor) if factor > 1 else gray
@@ -501,21 +512,43 @@ def _find_ink(gray: Image.Image) -> tuple[Image.Image, np.ndarray, int, tuple[in
         small = gray.reduce(factor) if factor > 1 else gray
         histogram = small.histogram()
     try:
-        table, (top, bottom, left, right) = _look(small, histogram, FIRST_LOOK)
+        table, ink, (top, bottom, left, right) = _look(small, histogram, FIRST_LOOK)
     except BlankImageError:
-        table, (top, bottom, left, right) = _look(gray, gray.histogram(), SECOND_LOOK)
+        table, _, (top, bottom, left, right) = _look(gray, gray.histogram(), SECOND_LOOK)
         if max(bottom - top, right - left) < MIN_LETTER_FRACTION * max(gray.size):
             raise
         return gray, table, 1, (top, bottom, left, right)
+    if not on_sheet and _is_sheet(ink[top:bottom, left:right] >= BOX_THRESHOLD):
+        return _find_ink(_on_sheet(gray, (top, bottom, left, right), factor), on_sheet=True)
     return gray, table, factor, (top * factor, bottom * factor, left * factor, right * factor)
 
 
 def _look(
     image: Image.Image, histogram: list[int], search: InkSearch
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """The ink table and the ink's box in `image`, looked for as keenly as `search` says."""
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """The ink table, the ink and the ink's box in `image`, looked for as keenly as `search`
+    says."""
     table = _ink_table(image, histogram, search)
-    return table, _ink_box(table[np.asarray(image)])
+    ink = table[np.asarray(image)]
+    return table, ink, _ink_box(ink)
+
+
+def _on_sheet(gray: Image.Image, box: tuple[int, int, int, int], factor: int) -> Image.Image:
+    """The part of the image within a sheet's box (measured on a copy reduced by `factor`),
+    a little in from its edges, where the sheet's own edge and shadow would read as ink."""
+    top, bottom, left, right = (side * factor for side in box)
+    inset_rows, inset_cols = (
+        round(extent * SHEET_INSET) for extent in (bottom - top, right - left)
+    )
+    return gray.crop((left + inset_cols, top + inset_rows, right - inset_cols, bottom - inset_rows))
+
+
+def _is_sheet(mask: np.ndarray) -> bool:
+    """Whether the ink in its box is a sheet of paper with marks on it, lighter than the desk
+    it lies on: it fills its box and encloses something; a letter that fills its box is a bar."""
+    if mask.mean() < SHEET_FILL:
+        return False
+    return bool((ndimage.binary_fill_holes(mask) & ~mask).mean() >= SHEET_MARKS)
 
 
 def _unevenly_lit(small: Image.Image, histogram: list[int]) -> bool:
