@@ -56,8 +56,6 @@ PNG_EXIF_CHUNK = b"eXIf"
 # Decoded images are box-reduced to at most this side: enough detail for a letter that fills a
 # tenth of a phone photo, and it bounds the cost of everything after decoding.
 DECODE_MAX_SIDE = 1024
-
-
 # Lighting, ink, paper and the letter's box are first measured on a copy no larger than this.
 FIRST_LOOK_SIDE = 160
 
