@@ -46,10 +46,12 @@ def canvas_pngs(data_dir: Path, count: int) -> list[bytes]:
 
 
 def decode_libspng(data: bytes) -> None:
-    pyspng.load(data)
+    """Decoding as preprocessing does it for canvas exports."""
+    pyspng.load(data, format="RGBA")
 
 
 def decode_pillow(data: bytes) -> None:
+    """Decoding as preprocessing did it before libspng, and still does for other PNGs."""
     Image.open(io.BytesIO(data)).load()
 
 

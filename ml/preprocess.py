@@ -48,10 +48,11 @@ EXIF_TRANSPOSE = {
 }
 
 # PNGs in these modes are decoded by libspng (pyspng), three times faster than Pillow on canvas
-# exports; Pillow keeps those with a tRNS or eXIf chunk (transparency and orientation libspng
-# would not apply) and animations.
+# exports; Pillow keeps animations, those with a tRNS chunk (transparency libspng would not
+# apply) and those with chunks that may carry an orientation Pillow applies: EXIF, or XMP and
+# raw EXIF profiles in text chunks. (A false match inside compressed pixels only costs time.)
 FAST_PNG_MODES = ("L", "RGB", "RGBA")
-PNG_EXIF_CHUNK = b"eXIf"
+PNG_ORIENTATION_CHUNKS = (b"eXIf", b"tEXt", b"zTXt", b"iTXt")
 
 # Decoded images are box-reduced to at most this side: enough detail for a letter that fills a
 # tenth of a phone photo, and it bounds the cost of everything after decoding.
@@ -92,6 +93,8 @@ MAD_DIFF_PER_SIGMA = 0.954
 # scan's or a canvas's does not).
 PAPER_WINDOW = 1 / 3
 LIGHTING_MIN_SPREAD = 40
+# The spread is measured between these percentiles of the paper, so a few pixels don't make it.
+LIGHTING_SPREAD_PERCENTILES = (1, 99)
 # Light ink (chalk, a dark-mode screen) leaves the closing 4-15 times as rough as the opening;
 # dark ink under a shadow or falloff 0.01-1.3 times, and an empty page about 1: paper is light.
 LIGHT_INK_ROUGHNESS = 2.0
@@ -105,6 +108,9 @@ LIGHTING_MAX_SIDE = 512
 SHEET_FILL = 0.85
 SHEET_MARKS = 0.01
 SHEET_INSET = 0.03
+# Marks are where the sheet reads as less "ink" than this: a 3 px pen line on a 1024 px photo,
+# averaged into the first look's copy, still reads as 60%; the sheet's own noise stays above 90%.
+SHEET_LEVEL = 192
 # Ink at or above this level (of 255) bounds the letter; a quarter keeps faint thin pen lines.
 BOX_THRESHOLD = 64
 # A run of ink rows or columns at the edge with less than this share of the ink is a speck.
@@ -329,13 +335,13 @@ def _open(data: bytes) -> Image.Image:
 
 
 def _is_fast_png(image: Image.Image, data: bytes, frames: int) -> bool:
-    """Whether libspng decodes this PNG to exactly the pixels Pillow would."""
+    """Whether libspng decodes this PNG to the pixels Pillow would (if Pillow reads it)."""
     return (
         image.format == "PNG"
         and image.mode in FAST_PNG_MODES
         and frames == 1
         and "transparency" not in image.info
-        and PNG_EXIF_CHUNK not in data
+        and not any(chunk in data for chunk in PNG_ORIENTATION_CHUNKS)
     )
 
 
@@ -500,7 +506,7 @@ def _find_ink(
 
     All of it is measured on a copy reduced by a whole factor to FIRST_LOOK_SIDE, unless that
     finds no ink: then the ink is looked for again in the whole image. Where the "ink" found
-    is a sheet lighter than its desk, the letter is looked for on the sheet instead.
+    is a sheet lighter than its desk, all of this is done anew on the sheet, its lighting too.
     """
     factor = math.ceil(max(gray.size) / FIRST_LOOK_SIDE)
     small = gray.reduce(factor) if factor > 1 else gray
@@ -516,7 +522,7 @@ def _find_ink(
         if max(bottom - top, right - left) < MIN_LETTER_FRACTION * max(gray.size):
             raise
         return gray, table, 1, (top, bottom, left, right)
-    if not on_sheet and _is_sheet(ink[top:bottom, left:right] >= BOX_THRESHOLD):
+    if not on_sheet and _is_sheet(ink[top:bottom, left:right], table):
         return _find_ink(_on_sheet(gray, (top, bottom, left, right), factor), on_sheet=True)
     return gray, table, factor, (top * factor, bottom * factor, left * factor, right * factor)
 
@@ -524,8 +530,7 @@ def _find_ink(
 def _look(
     image: Image.Image, histogram: list[int], search: InkSearch
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
-    """The ink table, the ink and the ink's box in `image`, looked for as keenly as `search`
-    says."""
+    """The ink table, the ink and its box in `image`, looked for as keenly as `search` says."""
     table = _ink_table(image, histogram, search)
     ink = table[np.asarray(image)]
     return table, ink, _ink_box(ink)
@@ -534,19 +539,22 @@ def _look(
 def _on_sheet(gray: Image.Image, box: tuple[int, int, int, int], factor: int) -> Image.Image:
     """The part of the image within a sheet's box (measured on a copy reduced by `factor`),
     a little in from its edges, where the sheet's own edge and shadow would read as ink."""
-    top, bottom, left, right = (side * factor for side in box)
+    top, bottom = (min(side * factor, gray.height) for side in box[:2])
+    left, right = (min(side * factor, gray.width) for side in box[2:])
     inset_rows, inset_cols = (
         round(extent * SHEET_INSET) for extent in (bottom - top, right - left)
     )
     return gray.crop((left + inset_cols, top + inset_rows, right - inset_cols, bottom - inset_rows))
 
 
-def _is_sheet(mask: np.ndarray) -> bool:
-    """Whether the ink in its box is a sheet of paper with marks on it, lighter than the desk
-    it lies on: it fills its box and encloses something; a letter that fills its box is a bar."""
-    if mask.mean() < SHEET_FILL:
+def _is_sheet(ink: np.ndarray, table: np.ndarray) -> bool:
+    """Whether the ink in its box is a sheet of paper lighter than the desk it lies on: light
+    "ink" that fills its box and encloses darker marks (a letter filling its box is a bar)."""
+    light_ink = table[255] > table[0]
+    if not light_ink or (ink >= BOX_THRESHOLD).mean() < SHEET_FILL:
         return False
-    return bool((ndimage.binary_fill_holes(mask) & ~mask).mean() >= SHEET_MARKS)
+    sheet = ink >= SHEET_LEVEL
+    return bool((ndimage.binary_fill_holes(sheet) & ~sheet).mean() >= SHEET_MARKS)
 
 
 def _unevenly_lit(small: Image.Image, histogram: list[int]) -> bool:
@@ -555,11 +563,11 @@ def _unevenly_lit(small: Image.Image, histogram: list[int]) -> bool:
     A grey closing takes dark strokes away and an opening light ones: the ink is light where
     the closing leaves a much rougher image than the opening; otherwise the closing is the paper.
     """
-    if max(histogram) * 4 >= sum(histogram) * 3 or _paper_window(small.size) < 3:
+    if _one_level_dominates(histogram) or _paper_window(small.size) < 3:
         return False
     pixels = np.asarray(small)
     paper = _morphology(pixels, ndimage.grey_closing)
-    low, high = np.percentile(paper, (1, 99))
+    low, high = np.percentile(paper, LIGHTING_SPREAD_PERCENTILES)
     if high - low < LIGHTING_MIN_SPREAD:
         return False
     light_ink_paper = _morphology(pixels, ndimage.grey_opening)
@@ -620,7 +628,7 @@ def _ink_table(small: Image.Image, histogram: list[int], search: InkSearch) -> n
     contrast = paper - darkest if dark_ink else lightest - paper
     # When 3/4 of the pixels share one level, at least half of all neighbour pairs are equal:
     # the median difference, and so the noise estimate, is zero without computing it.
-    sigma = 0.0 if histogram[paper] * 4 >= total * 3 else _noise_sigma(small)
+    sigma = 0.0 if _one_level_dominates(histogram) else _noise_sigma(small)
     if contrast < max(search.min_contrast, search.min_snr * sigma):
         raise BlankImageError()
     floor = NOISE_FLOOR_SIGMAS * sigma
@@ -628,6 +636,11 @@ def _ink_table(small: Image.Image, histogram: list[int], search: InkSearch) -> n
     strength = (paper - levels) if dark_ink else (levels - paper)
     ink = np.clip((strength - floor) * (255.0 / (contrast - floor)), 0, 255)
     return np.rint(ink).astype(np.uint8)
+
+
+def _one_level_dominates(histogram: list[int]) -> bool:
+    """Whether three quarters of the pixels share one grey level (a canvas, a clean scan)."""
+    return max(histogram) * 4 >= sum(histogram) * 3
 
 
 def _noise_sigma(image: Image.Image) -> float:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, PngImagePlugin
 
 from ml import preprocess
 from ml.artifact import InputSpec
@@ -52,6 +52,11 @@ WRITABLE = {
 EXIF_FORMATS = ("PNG", "TIFF", "JPEG", "WEBP")
 BYTES_PER_PIXEL = {"L": 1, "LA": 2, "P": 1, "RGB": 3, "RGBA": 4, "I;16": 2}
 EXIF_ORIENTATION = 0x0112
+XMP_ORIENTATION = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF'
+    ' xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description'
+    ' xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="{}"/></rdf:RDF></x:xmpmeta>'
+)
 QUICK = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -132,21 +137,22 @@ def small_files(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def fast_decoder_pngs(draw: st.DrawFn) -> bytes:
-    """PNGs of the modes libspng decodes: 8-bit from Pillow, 16-bit with every filter by hand."""
+    """PNGs libspng decodes: 8-bit from Pillow; 2- and 4-bit grey and 16-bit colour, with every
+    filter, by hand."""
     width, height = draw(st.integers(1, 24)), draw(st.integers(1, 24))
     if draw(st.booleans()):
         mode = draw(st.sampled_from(preprocess.FAST_PNG_MODES))
         size = BYTES_PER_PIXEL[mode] * width * height
         pixels = draw(st.binary(min_size=size, max_size=size))
         return encode(Image.frombytes(mode, (width, height), pixels))
-    channels = {2: 3, 4: 2, 6: 4}  # RGB, grey with alpha, RGBA
-    colour_type = draw(st.sampled_from(sorted(channels)))
-    row = 2 * channels[colour_type] * width
+    channels = {0: 1, 2: 3, 6: 4}  # grey, RGB, RGBA
+    colour_type, bit_depth = draw(st.sampled_from([(0, 2), (0, 4), (2, 16), (6, 16)]))
+    row = math.ceil(channels[colour_type] * bit_depth * width / 8)
     scanlines = b"".join(
         bytes([draw(st.integers(0, 4))]) + draw(st.binary(min_size=row, max_size=row))
         for _ in range(height)
     )
-    return png_file(width, height, 16, colour_type, scanlines)
+    return png_file(width, height, bit_depth, colour_type, scanlines)
 
 
 def check_result(make: Callable[[], np.ndarray]) -> None:
@@ -194,7 +200,6 @@ DAMAGEABLE = [
 ]
 
 
-# Pillow warns about damage it can read past (corrupt EXIF); only exceptions matter here.
 @QUICK
 @given(fast_decoder_pngs())
 def test_libspng_and_pillow_decode_pngs_alike(data: bytes) -> None:
@@ -211,6 +216,7 @@ def test_libspng_and_pillow_decode_pngs_alike(data: bytes) -> None:
     np.testing.assert_array_equal(fast, slow)
 
 
+# Pillow warns about damage it can read past (corrupt EXIF); only exceptions matter here.
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @QUICK
 @given(
@@ -284,6 +290,17 @@ def test_every_format_and_mode_gives_the_same_letter(file_format: str, mode: str
     assert mean_difference(result, REFERENCE) < 3
 
 
+def with_orientation(image: Image.Image, orientation: int, carrier: str) -> bytes:
+    """`image` saved with an orientation tag: in a JPEG's EXIF or in a PNG's XMP text chunk."""
+    if carrier == "png-xmp":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", XMP_ORIENTATION.format(orientation))
+        return encode(image, "PNG", pnginfo=info)
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = orientation
+    return encode(image, "JPEG", exif=exif.tobytes())
+
+
 @pytest.mark.parametrize(
     "orientation, stored",
     [
@@ -292,11 +309,12 @@ def test_every_format_and_mode_gives_the_same_letter(file_format: str, mode: str
         (8, Image.Transpose.ROTATE_270),
     ],
 )
-def test_exif_orientation_is_honoured(orientation: int, stored: Image.Transpose) -> None:
-    exif = Image.Exif()
-    exif[EXIF_ORIENTATION] = orientation
+@pytest.mark.parametrize("carrier", ["jpeg-exif", "png-xmp"])
+def test_exif_orientation_is_honoured(
+    orientation: int, stored: Image.Transpose, carrier: str
+) -> None:
     sideways = letter().transpose(stored)
-    result = to_model_input(encode(sideways, "JPEG", exif=exif.tobytes()), SPEC)
+    result = to_model_input(with_orientation(sideways, orientation, carrier), SPEC)
     assert mean_difference(result, REFERENCE) < 3
     assert mean_difference(to_model_input(encode(sideways, "JPEG"), SPEC), REFERENCE) > 10
 
@@ -380,21 +398,22 @@ def test_a_letter_drawn_as_a_box_is_kept_whole() -> None:
 
 
 @pytest.mark.parametrize(
-    "side, at, size",
+    "side, at, size, pen",
     [
-        (600, (40, 40), (520, 520)),
-        (600, (0, 90), (600, 510)),
-        (900, (120, 380), (300, 300)),
-        (900, (440, 60), (420, 420)),
+        (600, (40, 40), (520, 520), 6),
+        (600, (0, 90), (600, 510), 6),
+        (900, (120, 380), (300, 300), 6),
+        (900, (440, 60), (420, 420), 6),
+        (1024, (100, 500), (300, 400), 3),
     ],
-    ids=["all-round", "two-sides", "a-note", "a-fifth-of-the-photo"],
+    ids=["all-round", "two-sides", "a-note", "a-fifth-of-the-photo", "a-note-in-thin-pen"],
 )
 def test_a_sheet_photographed_on_a_dark_desk(
-    side: int, at: tuple[int, int], size: tuple[int, int]
+    side: int, at: tuple[int, int], size: tuple[int, int], pen: int
 ) -> None:
     photo = Image.new("L", (side, side), 50)
     sheet = Image.new("L", size, 235)
-    sheet.paste(letter(paper=235), ((size[0] - 280) // 2, (size[1] - 280) // 2))
+    sheet.paste(letter(pen=pen, paper=235), ((size[0] - 280) // 2, (size[1] - 280) // 2))
     photo.paste(sheet, at)
     # Taken for ink, the desk or, where the desk is most of the photo, the sheet would be what
     # gets framed: 60-100 grey levels from the letter.
