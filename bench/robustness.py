@@ -81,12 +81,19 @@ def browser_png(rgba: np.ndarray) -> bytes:
     filtered[0, 1:] = rows[0]
     # "Up" stores each byte minus the one above it, modulo 256, as uint8 arithmetic wraps.
     filtered[1:, 1:] = rows[1:] - rows[:-1]
-    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    pixels = zlib.compress(filtered.tobytes(), BROWSER_ZLIB_LEVEL)
+    return png_file(width, height, 8, 6, filtered.tobytes(), BROWSER_ZLIB_LEVEL)
+
+
+def png_file(
+    width: int, height: int, bit_depth: int, colour_type: int, scanlines: bytes, level: int = -1
+) -> bytes:
+    """A PNG of filtered scanlines, chunk by chunk: filters, bit depths and zlib levels that
+    Pillow's encoder does not choose."""
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     return (
         PNG_SIGNATURE
         + png_chunk(b"IHDR", header)
-        + png_chunk(b"IDAT", pixels)
+        + png_chunk(b"IDAT", zlib.compress(scanlines, level))
         + png_chunk(b"IEND", b"")
     )
 

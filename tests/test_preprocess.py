@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import struct
-import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -15,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageDraw, PngImagePlugin
 
+from bench.robustness import png_file
 from ml import preprocess
 from ml.artifact import InputSpec
 from ml.data import DEFAULT_DATA_DIR, load_split
@@ -95,23 +94,6 @@ def on_transparent(gray: Image.Image, transparent: tuple[int, int, int, int]) ->
 
 
 REFERENCE = to_model_input(encode(letter()), SPEC)
-
-
-def png_file(width: int, height: int, bit_depth: int, colour_type: int, scanlines: bytes) -> bytes:
-    """A PNG written by hand, for the bit depths and headers Pillow does not write."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(scanlines))
-        + chunk(b"IEND", b"")
-    )
 
 
 # --- every input either works or fails with a documented error -----------------------------
@@ -420,10 +402,14 @@ def test_a_sheet_photographed_on_a_dark_desk(
     assert mean_difference(to_model_input(encode(photo, "JPEG", quality=85), SPEC), REFERENCE) < 10
 
 
+def under_light(light: np.ndarray) -> np.ndarray:
+    """The letter's paper and ink (ink reflecting 15% of the light it gets) under `light`."""
+    return light * (np.asarray(letter(pen=8), dtype=np.float64) / 255 * 0.85 + 0.15)
+
+
 def test_uneven_lighting_is_divided_out() -> None:
-    # Paper from 250 on the left to 60 on the right, ink reflecting 15% of the light it gets.
-    reflectance = np.asarray(letter(pen=8), dtype=np.float64) / 255 * 0.85 + 0.15
-    photo = np.linspace(250, 60, 280)[None, :] * reflectance
+    # Paper from 250 on the left to 60 on the right.
+    photo = under_light(np.linspace(250, 60, 280)[None, :])
     image = Image.fromarray(np.rint(photo).astype(np.uint8))
     assert mean_difference(to_model_input(encode(image, "JPEG"), SPEC), REFERENCE) < 6
 
@@ -440,9 +426,8 @@ def test_uneven_lighting_is_divided_out() -> None:
 )
 def test_a_hard_edged_shadow_is_divided_out(shadow: list[tuple[int, int]]) -> None:
     def photo(light: Image.Image) -> bytes:
-        """The letter's paper and ink (reflecting 15%) under `light`, with noise, as a JPEG."""
-        reflectance = np.asarray(letter(pen=8), dtype=np.float64) / 255 * 0.85 + 0.15
-        pixels = np.asarray(light, dtype=np.float64) * reflectance
+        """The letter under `light`, with noise, as a JPEG."""
+        pixels = under_light(np.asarray(light, dtype=np.float64))
         pixels += np.random.default_rng(0).normal(0, 3, pixels.shape)
         image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
         return encode(image, "JPEG", quality=85)
