@@ -8,25 +8,32 @@ stroke width is brought into EMNIST's range and the result is shaped by the mode
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import pyspng
-from PIL import ExifTags, Image, ImageChops, ImageFilter, UnidentifiedImageError
-from scipy import ndimage
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from ml.artifact import InputSpec
+
+# Every image here is small and one of many handled by as many processes: OpenCV's thread pool
+# would only add its hand-offs to each call.
+cv2.setNumThreads(1)
 
 DEFAULT_MAX_PIXELS = 25_000_000
 DEFAULT_MAX_FRAMES = 100
 # Phone photos with several pictures (MPO) are opened through the JPEG plugin.
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # How files of the accepted formats begin (WebP's RIFF header also names "WEBP" at byte 8).
 IMAGE_SIGNATURES = (
-    b"\x89PNG\r\n\x1a\n",
+    PNG_SIGNATURE,
     b"\xff\xd8\xff",
     b"GIF87a",
     b"GIF89a",
@@ -37,22 +44,31 @@ IMAGE_SIGNATURES = (
 WEBP_SIGNATURE = b"WEBP"
 NUMERIC_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
-EXIF_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
+# EXIF orientation -> how the stored pixels are turned upright.
+EXIF_TRANSPOSE: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: np.fliplr,
+    3: lambda pixels: np.rot90(pixels, 2),
+    4: np.flipud,
+    5: np.transpose,
+    6: lambda pixels: np.rot90(pixels, -1),
+    7: lambda pixels: np.rot90(pixels, 2).T,
+    8: np.rot90,
 }
 
-# PNGs in these modes are decoded by libspng (pyspng), three times faster than Pillow on canvas
-# exports; Pillow keeps animations, those with a tRNS chunk (transparency libspng would not
-# apply) and those with chunks that may carry an orientation Pillow applies: EXIF, or XMP and
-# raw EXIF profiles in text chunks. (A false match inside compressed pixels only costs time.)
-FAST_PNG_MODES = ("L", "RGB", "RGBA")
-PNG_ORIENTATION_CHUNKS = (b"eXIf", b"tEXt", b"zTXt", b"iTXt")
+# Plain PNGs are decoded by libspng (pyspng), three times faster than Pillow on canvas exports:
+# those of these (colour type, bit depth) -> mode, and none of these chunks: animation (acTL),
+# a transparent colour (tRNS, which libspng would not apply), and those that may carry an
+# orientation Pillow applies (EXIF, or XMP and raw EXIF profiles in text chunks).
+PLAIN_PNG_MODES = {
+    (0, 2): "L",
+    (0, 4): "L",
+    (0, 8): "L",
+    (2, 8): "RGB",
+    (2, 16): "RGB",
+    (6, 8): "RGBA",
+    (6, 16): "RGBA",
+}
+NOT_PLAIN_PNG_CHUNKS = frozenset((b"acTL", b"tRNS", b"eXIf", b"tEXt", b"zTXt", b"iTXt"))
 
 # Decoded images are box-reduced to at most this side: enough detail for a letter that fills a
 # tenth of a phone photo, and it bounds the cost of everything after decoding.
@@ -152,6 +168,8 @@ BLUR_SIGMA = 0.5
 SOFT_EDGE = 3.5
 # Dilation never goes beyond this many working pixels.
 MAX_DILATION = 8
+# A pixel and its four neighbours: a pixel of ink is inside the ink where all of them are ink.
+CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 def _thinning_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -170,16 +188,6 @@ def _thinning_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 THINNING_TABLES = _thinning_tables()
-
-
-def _gaussian_kernel(sigma: float) -> ImageFilter.Kernel:
-    """A 5x5 Gaussian as one Pillow convolution: cheap on a 28x28 image."""
-    taps = np.exp(-(np.arange(-2, 3) ** 2) / (2 * sigma**2))
-    weights = np.outer(taps, taps) / np.outer(taps, taps).sum()
-    return ImageFilter.Kernel((5, 5), weights.ravel().tolist(), scale=1)
-
-
-BLUR_KERNEL = _gaussian_kernel(BLUR_SIGMA)
 
 
 class PreprocessError(ValueError):
@@ -286,20 +294,18 @@ def _from_spec_layout(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
 # --- decoding: bytes -> one grey image, with every failure a PreprocessError -----------------
 
 
-def _decode_gray(data: bytes, max_pixels: int, max_frames: int) -> Image.Image:
+def _decode_gray(data: bytes, max_pixels: int, max_frames: int) -> np.ndarray:
     """Open, check limits before decoding pixels, decode the first frame, flatten to grey."""
+    plain_png = _plain_png(data)
+    if plain_png is not None:
+        width, height, mode = plain_png
+        _check_pixels(width, height, max_pixels)
+        return _reduce_to(_flatten_pixels(_decode_png(data, mode)), DECODE_MAX_SIDE)
     image = _open(data)
     width, height = image.size
-    if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"The image has {width * height / 1e6:.1f} megapixels; "
-            f"the limit is {max_pixels / 1e6:g}."
-        )
-    frames = _frame_count(image, data, max_frames + 1)
-    if frames > max_frames:
+    _check_pixels(width, height, max_pixels)
+    if _frame_count(image, data, max_frames + 1) > max_frames:
         raise TooManyFramesError(f"The image has more than {max_frames} animation frames.")
-    if _is_fast_png(image, data, frames):
-        return _reduce_to(_flatten(_decode_png(data, image.mode)), DECODE_MAX_SIDE)
     if image.format in ("JPEG", "MPO"):
         reduction = max(width, height) / DECODE_MAX_SIDE
         image.draft("L", (math.ceil(width / reduction), math.ceil(height / reduction)))
@@ -314,7 +320,7 @@ def _decode_gray(data: bytes, max_pixels: int, max_frames: int) -> Image.Image:
         raise TruncatedImageError() from error
     gray = _reduce_to(gray, DECODE_MAX_SIDE)
     transpose = EXIF_TRANSPOSE.get(orientation)
-    return gray.transpose(transpose) if transpose is not None else gray
+    return np.ascontiguousarray(transpose(gray)) if transpose is not None else gray
 
 
 def _open(data: bytes) -> Image.Image:
@@ -334,24 +340,37 @@ def _open(data: bytes) -> Image.Image:
         raise TruncatedImageError() from error
 
 
-def _is_fast_png(image: Image.Image, data: bytes, frames: int) -> bool:
-    """Whether libspng decodes this PNG to the pixels Pillow would (if Pillow reads it)."""
-    return (
-        image.format == "PNG"
-        and image.mode in FAST_PNG_MODES
-        and frames == 1
-        and "transparency" not in image.info
-        and not any(chunk in data for chunk in PNG_ORIENTATION_CHUNKS)
-    )
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    """Refuse an image above the pixel limit from its declared size."""
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"The image has {width * height / 1e6:.1f} megapixels; "
+            f"the limit is {max_pixels / 1e6:g}."
+        )
 
 
-def _decode_png(data: bytes, mode: str) -> Image.Image:
+def _plain_png(data: bytes) -> tuple[int, int, str] | None:
+    """Width, height and mode of a PNG that libspng decodes to the pixels Pillow would; None for
+    any other file. Read from its chunk list: Pillow's parser costs more than all of it."""
+    if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 33:
+        return None
+    width, height, bit_depth, colour_type = struct.unpack_from(">IIBB", data, 16)
+    mode = PLAIN_PNG_MODES.get((colour_type, bit_depth))
+    position = len(PNG_SIGNATURE)
+    while mode is not None and position + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, position)
+        if kind in NOT_PLAIN_PNG_CHUNKS:
+            return None
+        position += length + 12
+    return None if mode is None else (width, height, mode)
+
+
+def _decode_png(data: bytes, mode: str) -> np.ndarray:
     """All pixels of a PNG in `mode` (16-bit samples reduced to 8, as Pillow does)."""
     try:
-        pixels = pyspng.load(data, format=mode)
+        return pyspng.load(data, format=mode)
     except RuntimeError as error:
         raise TruncatedImageError() from error
-    return Image.fromarray(pixels, mode=mode)
 
 
 def _frame_count(image: Image.Image, data: bytes, limit: int) -> int:
@@ -395,50 +414,67 @@ def _gif_frame_count(data: bytes, limit: int) -> int:
     return frames
 
 
-def _flatten(image: Image.Image) -> Image.Image:
-    """Any mode -> "L": numeric modes stretched to 0..255, transparency composited away."""
+def _flatten(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> grey pixels: numeric modes stretched to 0..255, transparency
+    composited away."""
     if image.mode in NUMERIC_MODES:
         return _stretch_to_gray(np.asarray(image, dtype=np.float32))
-    if image.mode == "RGBA":
-        return _composite(image.convert("L"), image.getchannel("A"))
     if image.mode in ALPHA_MODES or "transparency" in image.info:
-        return _composite(*image.convert("LA").split())
+        return _flatten_pixels(np.asarray(image.convert("RGBA")))
+    if image.mode == "RGB":
+        return _flatten_pixels(np.asarray(image))
     try:
-        return image.convert("L")
+        return np.asarray(image.convert("L"))
     except ValueError as error:
         raise NotAnImageError(f"Images in colour mode {image.mode} are not supported.") from error
 
 
-def _stretch_to_gray(values: np.ndarray) -> Image.Image:
-    """Integer or float pixels of any range -> "L" spanning their own minimum to maximum."""
+def _flatten_pixels(pixels: np.ndarray) -> np.ndarray:
+    """HxW grey, HxWx3 RGB or HxWx4 RGBA uint8 -> grey, transparency composited away."""
+    if pixels.ndim == 2:
+        return pixels
+    if pixels.shape[2] == 3:
+        return cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    return _composite(cv2.cvtColor(pixels, cv2.COLOR_RGBA2GRAY), cv2.extractChannel(pixels, 3))
+
+
+def _stretch_to_gray(values: np.ndarray) -> np.ndarray:
+    """Integer or float pixels of any range -> grey spanning their own minimum to maximum."""
     values = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     low, high = float(values.min()), float(values.max())
     span = high - low if high > low else 1.0
-    return Image.fromarray(np.rint((values - low) * (255.0 / span)).astype(np.uint8), mode="L")
+    return np.rint((values - low) * (255.0 / span)).astype(np.uint8)
 
 
-def _composite(gray: Image.Image, alpha: Image.Image) -> Image.Image:
+def _composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Transparent pixels -> the background that contrasts with what is opaque.
 
     A canvas export is a dark (or light) pen on nothing: compositing onto white (or black) keeps
     the stroke whatever colour the transparent pixels carry.
     """
-    if alpha.getextrema()[0] == 255:
+    if cv2.minMaxLoc(alpha)[0] == 255:
         return gray
-    counts = np.asarray(gray.histogram(mask=alpha), dtype=np.float64)
-    opaque_is_dark = counts @ np.arange(256) < 127.5 * max(counts.sum(), 1.0)
-    background = Image.new("L", gray.size, 255 if opaque_is_dark else 0)
-    background.paste(gray, mask=alpha)
-    return background
+    # The mean over pixels that are opaque at all; with none, the background is white.
+    if cv2.mean(gray, mask=alpha)[0] < 127.5:
+        return 255 - cv2.multiply(255 - gray, alpha, scale=1 / 255)
+    return cv2.multiply(gray, alpha, scale=1 / 255)
 
 
-def _reduce_to(image: Image.Image, max_side: int) -> Image.Image:
+def _reduce_to(pixels: np.ndarray, max_side: int) -> np.ndarray:
     """Box-average by a whole factor so that no side exceeds `max_side`."""
-    factor = math.ceil(max(image.size) / max_side)
-    return image.reduce(factor) if factor > 1 else image
+    return _reduce(pixels, math.ceil(max(pixels.shape) / max_side))
 
 
-def _array_to_gray(array: np.ndarray) -> Image.Image:
+def _reduce(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """Box-average by a whole factor (by a little less where a side is not a multiple of it)."""
+    if factor <= 1:
+        return pixels
+    height, width = pixels.shape
+    size = (math.ceil(width / factor), math.ceil(height / factor))
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+
+
+def _array_to_gray(array: np.ndarray) -> np.ndarray:
     """A numpy image -> "L", with the same flattening rules as decoded files."""
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
@@ -453,13 +489,8 @@ def _array_to_gray(array: np.ndarray) -> Image.Image:
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     if array.dtype != np.uint8:
-        array = np.asarray(_stretch_to_gray(array) if array.ndim == 2 else _scale_channels(array))
-    if array.ndim == 2:
-        return _reduce_to(Image.fromarray(array, mode="L"), DECODE_MAX_SIDE)
-    image = Image.fromarray(
-        np.ascontiguousarray(array), mode="RGB" if array.shape[2] == 3 else "RGBA"
-    )
-    return _reduce_to(_flatten(image), DECODE_MAX_SIDE)
+        array = _stretch_to_gray(array) if array.ndim == 2 else _scale_channels(array)
+    return _reduce_to(_flatten_pixels(np.ascontiguousarray(array)), DECODE_MAX_SIDE)
 
 
 def _scale_channels(array: np.ndarray) -> np.ndarray:
@@ -475,32 +506,28 @@ def _scale_channels(array: np.ndarray) -> np.ndarray:
 # --- the letter: grey image -> EMNIST-like 28x28 white-on-black ------------------------------
 
 
-def _letter_pixels(gray: Image.Image) -> np.ndarray:
+def _letter_pixels(gray: np.ndarray) -> np.ndarray:
     """Separate ink from paper, crop to it, even out the stroke and draw it as EMNIST did.
 
     Levels and the letter's box come from a small copy (or, before the image is called blank,
     from all of it); the crop is taken at full resolution.
     """
     gray, table, factor, (top, bottom, left, right) = _find_ink(gray)
-    crop = gray.crop(
-        (
-            max(left - factor, 0),
-            max(top - factor, 0),
-            min(right + factor, gray.width),
-            min(bottom + factor, gray.height),
-        )
-    )
+    crop = gray[max(top - factor, 0) : bottom + factor, max(left - factor, 0) : right + factor]
     scale = WORK_SCALE * LETTER_SIDE / max(right - left, bottom - top)
-    size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
+    height, width = crop.shape
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # Shrinking averages areas (antialiasing); enlarging interpolates.
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     # The table is linear between paper and full ink (clipped beyond), so it may follow the
     # resize, which then works on grey levels and the table on far fewer pixels.
-    ink = table[np.asarray(crop.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))]
+    ink = cv2.LUT(cv2.resize(crop, size, interpolation=interpolation), table)
     return _render(*_even_strokes(ink))
 
 
 def _find_ink(
-    gray: Image.Image, on_sheet: bool = False
-) -> tuple[Image.Image, np.ndarray, int, tuple[int, int, int, int]]:
+    gray: np.ndarray, on_sheet: bool = False
+) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int, int, int]]:
     """The image (evened for lighting, or the sheet in it), its ink table, the reduction used,
     and the ink's box.
 
@@ -508,18 +535,18 @@ def _find_ink(
     finds no ink: then the ink is looked for again in the whole image. Where the "ink" found
     is a sheet lighter than its desk, all of this is done anew on the sheet, its lighting too.
     """
-    factor = math.ceil(max(gray.size) / FIRST_LOOK_SIDE)
-    small = gray.reduce(factor) if factor > 1 else gray
-    histogram = small.histogram()
+    factor = math.ceil(max(gray.shape) / FIRST_LOOK_SIDE)
+    small = _reduce(gray, factor)
+    histogram = _histogram(small)
     if _unevenly_lit(small, histogram):
         gray = _divide_lighting(gray)
-        small = gray.reduce(factor) if factor > 1 else gray
-        histogram = small.histogram()
+        small = _reduce(gray, factor)
+        histogram = _histogram(small)
     try:
         table, ink, (top, bottom, left, right) = _look(small, histogram, FIRST_LOOK)
     except BlankImageError:
-        table, _, (top, bottom, left, right) = _look(gray, gray.histogram(), SECOND_LOOK)
-        if max(bottom - top, right - left) < MIN_LETTER_FRACTION * max(gray.size):
+        table, _, (top, bottom, left, right) = _look(gray, _histogram(gray), SECOND_LOOK)
+        if max(bottom - top, right - left) < MIN_LETTER_FRACTION * max(gray.shape):
             raise
         return gray, table, 1, (top, bottom, left, right)
     if not on_sheet and _is_sheet(ink[top:bottom, left:right], table):
@@ -527,24 +554,40 @@ def _find_ink(
     return gray, table, factor, (top * factor, bottom * factor, left * factor, right * factor)
 
 
+def _histogram(pixels: np.ndarray) -> np.ndarray:
+    """Pixel count per grey level.
+
+    Counting one level over and over is slow (each count waits for the one before), and most of
+    a canvas or a clean scan is one level: where most pixels share the first one's, they are
+    counted at once and only the rest one by one.
+    """
+    level = int(pixels[0, 0])
+    others = pixels != level
+    if 2 * np.count_nonzero(others) > others.size:
+        return cv2.calcHist([pixels], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+    histogram = np.bincount(pixels[others], minlength=256)
+    histogram[level] += others.size - int(histogram.sum())
+    return histogram
+
+
 def _look(
-    image: Image.Image, histogram: list[int], search: InkSearch
+    image: np.ndarray, histogram: np.ndarray, search: InkSearch
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
     """The ink table, the ink and its box in `image`, looked for as keenly as `search` says."""
     table = _ink_table(image, histogram, search)
-    ink = table[np.asarray(image)]
+    ink = cv2.LUT(image, table)
     return table, ink, _ink_box(ink)
 
 
-def _on_sheet(gray: Image.Image, box: tuple[int, int, int, int], factor: int) -> Image.Image:
+def _on_sheet(gray: np.ndarray, box: tuple[int, int, int, int], factor: int) -> np.ndarray:
     """The part of the image within a sheet's box (measured on a copy reduced by `factor`),
     a little in from its edges, where the sheet's own edge and shadow would read as ink."""
-    top, bottom = (min(side * factor, gray.height) for side in box[:2])
-    left, right = (min(side * factor, gray.width) for side in box[2:])
+    top, bottom = (min(side * factor, gray.shape[0]) for side in box[:2])
+    left, right = (min(side * factor, gray.shape[1]) for side in box[2:])
     inset_rows, inset_cols = (
         round(extent * SHEET_INSET) for extent in (bottom - top, right - left)
     )
-    return gray.crop((left + inset_cols, top + inset_rows, right - inset_cols, bottom - inset_rows))
+    return gray[top + inset_rows : bottom - inset_rows, left + inset_cols : right - inset_cols]
 
 
 def _is_sheet(ink: np.ndarray, table: np.ndarray) -> bool:
@@ -553,37 +596,43 @@ def _is_sheet(ink: np.ndarray, table: np.ndarray) -> bool:
     light_ink = table[255] > table[0]
     if not light_ink or (ink >= BOX_THRESHOLD).mean() < SHEET_FILL:
         return False
-    sheet = ink >= SHEET_LEVEL
-    return bool((ndimage.binary_fill_holes(sheet) & ~sheet).mean() >= SHEET_MARKS)
+    return bool(_holes(ink >= SHEET_LEVEL).mean() >= SHEET_MARKS)
 
 
-def _unevenly_lit(small: Image.Image, histogram: list[int]) -> bool:
+def _holes(mask: np.ndarray) -> np.ndarray:
+    """What the mask encloses: the pixels outside it that no 4-connected path joins to the edge."""
+    outside = np.pad(~mask, 1, constant_values=True).view(np.uint8)
+    cv2.floodFill(outside, None, (0, 0), 0, flags=4)
+    return outside[1:-1, 1:-1].view(bool)
+
+
+def _unevenly_lit(small: np.ndarray, histogram: np.ndarray) -> bool:
     """Whether dark ink lies on paper lit unevenly: a phone photo's falloff, a hard shadow.
 
     A grey closing takes dark strokes away and an opening light ones: the ink is light where
     the closing leaves a much rougher image than the opening; otherwise the closing is the paper.
     """
-    if _one_level_dominates(histogram) or _paper_window(small.size) < 3:
+    if _one_level_dominates(histogram) or _paper_window(small.shape) < 3:
         return False
-    pixels = np.asarray(small)
-    paper = _morphology(pixels, ndimage.grey_closing)
+    paper = _morphology(small, cv2.MORPH_CLOSE)
     low, high = np.percentile(paper, LIGHTING_SPREAD_PERCENTILES)
     if high - low < LIGHTING_MIN_SPREAD:
         return False
-    light_ink_paper = _morphology(pixels, ndimage.grey_opening)
+    light_ink_paper = _morphology(small, cv2.MORPH_OPEN)
     return _variation(paper) <= LIGHT_INK_ROUGHNESS * _variation(light_ink_paper)
 
 
-def _morphology(pixels: np.ndarray, *operations: Callable[..., np.ndarray]) -> np.ndarray:
+def _morphology(pixels: np.ndarray, *operations: int) -> np.ndarray:
     """Grey closings or openings over the paper window, in turn, on the image padded once.
 
     Padding for each step anew would bend a shadow's edge where it meets the image's, and
     leave a wedge of false ink there.
     """
     window = _paper_window(pixels.shape)
-    result = np.pad(pixels, window, mode="edge")
+    square = cv2.getStructuringElement(cv2.MORPH_RECT, (window, window))
+    result = cv2.copyMakeBorder(pixels, *[window] * 4, cv2.BORDER_REPLICATE)
     for operation in operations:
-        result = operation(result, size=window)
+        result = cv2.morphologyEx(result, operation, square)
     return result[window:-window, window:-window]
 
 
@@ -598,21 +647,17 @@ def _variation(pixels: np.ndarray) -> int:
     return int(np.abs(np.diff(values, axis=0)).sum() + np.abs(np.diff(values, axis=1)).sum())
 
 
-def _divide_lighting(gray: Image.Image) -> Image.Image:
+def _divide_lighting(gray: np.ndarray) -> np.ndarray:
     """Grey levels relative to the local paper brightness, so paper is white everywhere."""
-    pixels = np.asarray(gray)
-    factor = math.ceil(max(gray.size) / LIGHTING_MAX_SIDE)
-    reduced = np.asarray(gray.reduce(factor)) if factor > 1 else pixels
+    factor = math.ceil(max(gray.shape) / LIGHTING_MAX_SIDE)
     # The opening takes back where the closing filled a narrow strip of shadow.
-    paper = _morphology(reduced, ndimage.grey_closing, ndimage.grey_opening)
+    paper = _morphology(_reduce(gray, factor), cv2.MORPH_CLOSE, cv2.MORPH_OPEN)
     if factor > 1:
-        paper = np.asarray(Image.fromarray(paper).resize(gray.size, Image.Resampling.BILINEAR))
-    paper = np.maximum(paper, 1).astype(np.float32)
-    flat = pixels.astype(np.float32) * (255.0 / paper)
-    return Image.fromarray(np.clip(np.rint(flat), 0, 255).astype(np.uint8), mode="L")
+        paper = cv2.resize(paper, gray.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    return cv2.divide(gray, np.maximum(paper, 1), scale=255)
 
 
-def _ink_table(small: Image.Image, histogram: list[int], search: InkSearch) -> np.ndarray:
+def _ink_table(small: np.ndarray, histogram: np.ndarray, search: InkSearch) -> np.ndarray:
     """Lookup table grey level -> ink 0..255, from the paper level, the ink level and the noise.
 
     Paper is the median; ink is whichever extreme lies further from it (so either polarity);
@@ -638,20 +683,16 @@ def _ink_table(small: Image.Image, histogram: list[int], search: InkSearch) -> n
     return np.rint(ink).astype(np.uint8)
 
 
-def _one_level_dominates(histogram: list[int]) -> bool:
+def _one_level_dominates(histogram: np.ndarray) -> bool:
     """Whether three quarters of the pixels share one grey level (a canvas, a clean scan)."""
-    return max(histogram) * 4 >= sum(histogram) * 3
+    return bool(histogram.max() * 4 >= histogram.sum() * 3)
 
 
-def _noise_sigma(image: Image.Image) -> float:
+def _noise_sigma(pixels: np.ndarray) -> float:
     """Gaussian noise sigma from the median absolute difference of horizontal neighbours."""
-    if image.width < 2:
+    if pixels.shape[1] < 2:
         return 0.0
-    differences = ImageChops.difference(
-        image.crop((1, 0, image.width, image.height)),
-        image.crop((0, 0, image.width - 1, image.height)),
-    )
-    counts = np.cumsum(differences.histogram())
+    counts = np.cumsum(_histogram(cv2.absdiff(pixels[:, 1:], pixels[:, :-1])))
     return float(np.searchsorted(counts, counts[-1] / 2)) / MAD_DIFF_PER_SIGMA
 
 
@@ -671,8 +712,10 @@ def _ink_box(ink: np.ndarray) -> tuple[int, int, int, int]:
 
 def _main_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     """Top, bottom, left, right (exclusive) of the ink that is not an outlying speck."""
-    top, bottom = _main_span(mask.sum(axis=1))
-    left, right = _main_span(mask.sum(axis=0))
+    pixels = mask.view(np.uint8)
+    rows, cols = (cv2.reduce(pixels, axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S) for axis in (1, 0))
+    top, bottom = _main_span(rows.ravel())
+    left, right = _main_span(cols.ravel())
     return top, bottom, left, right
 
 
@@ -727,6 +770,9 @@ def _inside_frame(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 def _frame_side_depth(mask: np.ndarray) -> int | None:
     """Rows from the first to the gap after a frame's side along the first row; None if none."""
     band = mask[: max(2, round(mask.shape[0] * FRAME_BAND))]
+    # Rows inked so far cover the most at the band's end: where too little, there is no side.
+    if band.any(axis=0).mean() < FRAME_FILL:
+        return None
     covered = np.logical_or.accumulate(band, axis=0).mean(axis=1) >= FRAME_FILL
     if not covered.any():
         return None
@@ -759,33 +805,28 @@ def _even_strokes(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     ink is blurred as EMNIST blurred its scans; ink with soft edges already is not.
     """
     border = MAX_DILATION + 1
-    pixels = np.zeros((ink.shape[0] + 2 * border, ink.shape[1] + 2 * border), dtype=np.uint8)
-    pixels[border:-border, border:-border] = ink
+    pixels = cv2.copyMakeBorder(ink, *[border] * 4, cv2.BORDER_CONSTANT, value=0)
     peak = int(ink.max())
     mask = pixels >= max(peak // 2, 1)
-    if not mask.any():
+    area = cv2.countNonZero(mask.view(np.uint8))
+    if not area:
         raise BlankImageError()
-    area, boundary = int(mask.sum()), _boundary(mask)
-    width, extent = 2.0 * area / boundary, _extent(mask)
+    boundary = _boundary(mask, area)
+    width, extent = 2.0 * area / boundary, max(cv2.boundingRect(mask.view(np.uint8))[2:])
     low, high = (value / LETTER_SIDE * extent for value in STROKE_RANGE)
     if width < low:
         target = THIN_STROKE_TARGET / LETTER_SIDE
         radius = round((target * extent - width) / (2 * (1 - target)))
-        return _dilate(mask, min(radius, MAX_DILATION)).view(np.uint8) * np.uint8(255), True
+        disc = _disc(min(radius, MAX_DILATION))
+        return cv2.dilate(mask.view(np.uint8), disc) * np.uint8(255), True
     if width > high:
         # Eroding by r narrows strokes by 2r and the letter by 2r: solve for the target ratio.
         target = FAT_STROKE_TARGET / LETTER_SIDE
         radius = round((width - target * extent) / (2 * (1 - target)))
-        thinned = ~_dilate(~mask, radius) | skeleton(mask)
+        thinned = cv2.erode(mask.view(np.uint8), _disc(radius)).view(bool) | skeleton(mask)
         return (thinned if thinned.any() else mask).view(np.uint8) * np.uint8(255), True
     edge = np.count_nonzero((pixels > peak * 0.05) & (pixels < peak * 0.95))
     return pixels, edge < SOFT_EDGE * boundary
-
-
-def _extent(mask: np.ndarray) -> int:
-    """The longer side of the ink's bounding box."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return int(max(rows[-1] - rows[0], cols[-1] - cols[0])) + 1
 
 
 def skeleton(mask: np.ndarray) -> np.ndarray:
@@ -816,23 +857,26 @@ def skeleton(mask: np.ndarray) -> np.ndarray:
     return inside.astype(bool)
 
 
-def _boundary(mask: np.ndarray) -> int:
+def _boundary(mask: np.ndarray, area: int) -> int:
     """Ink pixels with a 4-neighbour that is not ink: a band of width w and length l has 2l."""
-    inner = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
-    return max(int(mask.sum()) - int(inner.sum()), 1)
+    return max(area - cv2.countNonZero(cv2.erode(mask.view(np.uint8), CROSS)), 1)
 
 
-def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
-    """Grow by `steps` pixels, alternating 3x3 square and cross steps to approximate a disc."""
-    for step in range(steps):
-        grown = mask.copy()
-        grown[1:] |= mask[:-1]
-        grown[:-1] |= mask[1:]
-        source = grown if step % 2 == 0 else mask
+@functools.cache
+def _disc(radius: int) -> np.ndarray:
+    """A disc of `radius` pixels as alternating 3x3 square and cross steps grow it from a point."""
+    side = 2 * radius + 1
+    disc = np.zeros((side, side), dtype=bool)
+    disc[radius, radius] = True
+    for step in range(radius):
+        grown = disc.copy()
+        grown[1:] |= disc[:-1]
+        grown[:-1] |= disc[1:]
+        source = grown if step % 2 == 0 else disc
         grown[:, 1:] |= source[:, :-1]
         grown[:, :-1] |= source[:, 1:]
-        mask = grown
-    return mask
+        disc = grown
+    return disc.view(np.uint8)
 
 
 def _render(pixels: np.ndarray, blur: bool) -> np.ndarray:
@@ -841,13 +885,19 @@ def _render(pixels: np.ndarray, blur: bool) -> np.ndarray:
     The box is that of the ink above half its peak, the level strokes are measured at.
     """
     mask = pixels >= max(int(pixels.max()) // 2, 1)
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    side = max(right - left, bottom - top) * EMNIST_SIDE / LETTER_SIDE
-    x, y = (left + right - side) / 2, (top + bottom - side) / 2
-    region = (math.floor(x), math.floor(y), math.ceil(x + side), math.ceil(y + side))
-    box = (x - region[0], y - region[1], x - region[0] + side, y - region[1] + side)
-    image = Image.fromarray(pixels, mode="L").crop(region)
-    small = image.resize((EMNIST_SIDE, EMNIST_SIDE), Image.Resampling.BICUBIC, box=box)
-    result = np.asarray(small.filter(BLUR_KERNEL) if blur else small, dtype=np.float32)
-    return np.rint(result * (255.0 / max(float(result.max()), 1.0))).astype(np.uint8)
+    left, top, width, height = cv2.boundingRect(mask.view(np.uint8))
+    side = round(max(width, height) * EMNIST_SIDE / LETTER_SIDE)
+    square_top, square_left = top + (height - side) // 2, left + (width - side) // 2
+    pads = (
+        max(-square_top, 0),
+        max(square_top + side - pixels.shape[0], 0),
+        max(-square_left, 0),
+        max(square_left + side - pixels.shape[1], 0),
+    )
+    framed = cv2.copyMakeBorder(pixels, *pads, cv2.BORDER_CONSTANT, value=0)
+    square_top, square_left = square_top + pads[0], square_left + pads[2]
+    square = framed[square_top : square_top + side, square_left : square_left + side]
+    small = cv2.resize(square, (EMNIST_SIDE, EMNIST_SIDE), interpolation=cv2.INTER_AREA)
+    if blur:
+        small = cv2.GaussianBlur(small, (5, 5), BLUR_SIGMA)
+    return np.rint(small * (255.0 / max(int(small.max()), 1))).astype(np.uint8)
