@@ -167,6 +167,8 @@ BLUR_SIGMA = 0.5
 SOFT_EDGE = 3.5
 # Dilation never goes beyond this many working pixels.
 MAX_DILATION = 8
+# Every grey level, for lookup tables.
+LEVELS = np.arange(256, dtype=np.float32)
 # A pixel and its four neighbours: a pixel of ink is inside the ink where all of them are ink.
 CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
@@ -674,11 +676,8 @@ def _ink_table(small: np.ndarray, histogram: np.ndarray, search: InkSearch) -> n
     levels within a few noise sigmas of the paper count as paper.
     """
     counts = np.cumsum(histogram)
-    total = int(counts[-1])
-    paper, darkest, lightest = (
-        int(np.searchsorted(counts, fraction * total))
-        for fraction in (0.5, search.extreme_fraction, 1.0 - search.extreme_fraction)
-    )
+    fractions = np.array((0.5, search.extreme_fraction, 1.0 - search.extreme_fraction))
+    paper, darkest, lightest = np.searchsorted(counts, fractions * counts[-1]).tolist()
     dark_ink = paper - darkest > lightest - paper
     contrast = paper - darkest if dark_ink else lightest - paper
     # When 3/4 of the pixels share one level, at least half of all neighbour pairs are equal:
@@ -687,10 +686,10 @@ def _ink_table(small: np.ndarray, histogram: np.ndarray, search: InkSearch) -> n
     if contrast < max(search.min_contrast, search.min_snr * sigma):
         raise BlankImageError()
     floor = NOISE_FLOOR_SIGMAS * sigma
-    levels = np.arange(256, dtype=np.float32)
-    strength = (paper - levels) if dark_ink else (levels - paper)
-    ink = np.clip((strength - floor) * (255.0 / (contrast - floor)), 0, 255)
-    return np.rint(ink).astype(np.uint8)
+    strength = (paper - LEVELS) if dark_ink else (LEVELS - paper)
+    return np.clip(np.rint((strength - floor) * (255.0 / (contrast - floor))), 0, 255).astype(
+        np.uint8
+    )
 
 
 def _one_level_dominates(histogram: np.ndarray) -> bool:
@@ -817,23 +816,23 @@ def _even_strokes(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     border = MAX_DILATION + 1
     pixels = cv2.copyMakeBorder(ink, *[border] * 4, cv2.BORDER_CONSTANT, value=0)
     peak = int(ink.max())
-    mask = pixels >= max(peak // 2, 1)
-    area = cv2.countNonZero(mask.view(np.uint8))
+    mask = _at_least(pixels, max(peak // 2, 1))
+    area = cv2.countNonZero(mask)
     if not area:
         raise BlankImageError()
     boundary = _boundary(mask, area)
-    width, extent = 2.0 * area / boundary, max(cv2.boundingRect(mask.view(np.uint8))[2:])
+    width, extent = 2.0 * area / boundary, max(cv2.boundingRect(mask)[2:])
     low, high = (value / LETTER_SIDE * extent for value in STROKE_RANGE)
     if width < low:
         target = THIN_STROKE_TARGET / LETTER_SIDE
         radius = round((target * extent - width) / (2 * (1 - target)))
-        return _by_disc(cv2.dilate, mask.view(np.uint8), min(radius, MAX_DILATION)) * 255, True
+        return _by_disc(cv2.dilate, mask, min(radius, MAX_DILATION)), True
     if width > high:
         # Eroding by r narrows strokes by 2r and the letter by 2r: solve for the target ratio.
         target = FAT_STROKE_TARGET / LETTER_SIDE
         radius = round((width - target * extent) / (2 * (1 - target)))
-        thinned = _by_disc(cv2.erode, mask.view(np.uint8), radius).view(bool) | skeleton(mask)
-        return (thinned if thinned.any() else mask).view(np.uint8) * np.uint8(255), True
+        thinned = _by_disc(cv2.erode, mask, radius) | skeleton(mask > 0) * np.uint8(255)
+        return thinned if thinned.any() else mask, True
     edge = np.count_nonzero((pixels > peak * 0.05) & (pixels < peak * 0.95))
     return pixels, edge < SOFT_EDGE * boundary
 
@@ -866,9 +865,14 @@ def skeleton(mask: np.ndarray) -> np.ndarray:
     return inside.astype(bool)
 
 
+def _at_least(pixels: np.ndarray, level: int) -> np.ndarray:
+    """The mask (0 or 255) of pixels at `level` or above."""
+    return cv2.threshold(pixels, level - 1, 255, cv2.THRESH_BINARY)[1]
+
+
 def _boundary(mask: np.ndarray, area: int) -> int:
     """Ink pixels with a 4-neighbour that is not ink: a band of width w and length l has 2l."""
-    return max(area - cv2.countNonZero(cv2.erode(mask.view(np.uint8), CROSS)), 1)
+    return max(area - cv2.countNonZero(cv2.erode(mask, CROSS)), 1)
 
 
 def _by_disc(operation: Callable[..., np.ndarray], mask: np.ndarray, radius: int) -> np.ndarray:
@@ -883,8 +887,7 @@ def _render(pixels: np.ndarray, blur: bool) -> np.ndarray:
 
     The box is that of the ink above half its peak, the level strokes are measured at.
     """
-    mask = pixels >= max(int(pixels.max()) // 2, 1)
-    left, top, width, height = cv2.boundingRect(mask.view(np.uint8))
+    left, top, width, height = cv2.boundingRect(_at_least(pixels, max(int(pixels.max()) // 2, 1)))
     side = round(max(width, height) * EMNIST_SIDE / LETTER_SIDE)
     square_top, square_left = top + (height - side) // 2, left + (width - side) // 2
     pads = (
@@ -899,4 +902,4 @@ def _render(pixels: np.ndarray, blur: bool) -> np.ndarray:
     small = _resize(square, (EMNIST_SIDE, EMNIST_SIDE))
     if blur:
         small = cv2.GaussianBlur(small, (5, 5), BLUR_SIGMA)
-    return np.rint(small * (255.0 / max(int(small.max()), 1))).astype(np.uint8)
+    return cv2.convertScaleAbs(small, alpha=255.0 / max(int(small.max()), 1))
