@@ -266,8 +266,7 @@ def to_display_png(model_input: np.ndarray, spec: InputSpec) -> bytes:
 def _shape_for_model(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Upright white-on-black uint8 pixels -> the spec's size, layout and normalization."""
     if pixels.shape != (spec.height, spec.width):
-        image = Image.fromarray(pixels, mode="L")
-        pixels = np.asarray(image.resize((spec.width, spec.height), Image.Resampling.BILINEAR))
+        pixels = _resize(pixels, (spec.width, spec.height))
     laid_out = _to_spec_layout(pixels, spec).astype(np.float32)
     return np.ascontiguousarray(spec.normalize(laid_out), dtype=np.float32)
 
@@ -489,7 +488,7 @@ def _resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _array_to_gray(array: np.ndarray) -> np.ndarray:
-    """A numpy image -> "L", with the same flattening rules as decoded files."""
+    """A numpy image -> grey, with the same flattening rules as decoded files."""
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if (
