@@ -119,10 +119,12 @@ LIGHTING_MAX_SIDE = 512
 # "Ink" that fills this share of its box and encloses marks covering this share of it is a sheet
 # lighter than the desk it lies on (letters that fill their box so fully, on bench.robustness's
 # images, are bars that enclose nothing); the letter is looked for on the sheet, this share of
-# its sides in from its edges.
+# its sides in from its edges. Such "ink" with no marks and sides within this ratio is an empty
+# sheet: no character is a solid block.
 SHEET_FILL = 0.85
 SHEET_MARKS = 0.01
 SHEET_INSET = 0.03
+SHEET_MAX_ASPECT = 2.0
 # Marks are where the sheet reads as less "ink" than this: a 3 px pen line on a 1024 px photo,
 # averaged into the first look's copy, still reads as 60%; the sheet's own noise stays above 90%.
 SHEET_LEVEL = 192
@@ -560,8 +562,11 @@ def _find_ink(
         if max(bottom - top, right - left) < MIN_LETTER_FRACTION * max(gray.shape):
             raise
         return gray, table, 1, (top, bottom, left, right)
-    if not on_sheet and _is_sheet(ink[top:bottom, left:right], table):
-        return _find_ink(_on_sheet(gray, (top, bottom, left, right), factor), on_sheet=True)
+    if not on_sheet and _is_light_block(ink[top:bottom, left:right], table):
+        if _holes(ink[top:bottom, left:right] >= SHEET_LEVEL).mean() >= SHEET_MARKS:
+            return _find_ink(_on_sheet(gray, (top, bottom, left, right), factor), on_sheet=True)
+        if max(bottom - top, right - left) <= SHEET_MAX_ASPECT * min(bottom - top, right - left):
+            raise BlankImageError("No ink found: the sheet of paper in the photo is blank.")
     return gray, table, factor, (top * factor, bottom * factor, left * factor, right * factor)
 
 
@@ -601,13 +606,11 @@ def _on_sheet(gray: np.ndarray, box: tuple[int, int, int, int], factor: int) -> 
     return gray[top + inset_rows : bottom - inset_rows, left + inset_cols : right - inset_cols]
 
 
-def _is_sheet(ink: np.ndarray, table: np.ndarray) -> bool:
-    """Whether the ink in its box is a sheet of paper lighter than the desk it lies on: light
-    "ink" that fills its box and encloses darker marks (a letter filling its box is a bar)."""
-    light_ink = table[255] > table[0]
-    if not light_ink or (ink >= BOX_THRESHOLD).mean() < SHEET_FILL:
-        return False
-    return bool(_holes(ink >= SHEET_LEVEL).mean() >= SHEET_MARKS)
+def _is_light_block(ink: np.ndarray, table: np.ndarray) -> bool:
+    """Whether the ink in its box is light "ink" that fills it: a sheet of paper lighter than
+    the desk it lies on, where it encloses darker marks or is no bar (as a letter filling its
+    box would be)."""
+    return bool(table[255] > table[0] and (ink >= BOX_THRESHOLD).mean() >= SHEET_FILL)
 
 
 def _holes(mask: np.ndarray) -> np.ndarray:

@@ -402,6 +402,30 @@ def test_a_sheet_photographed_on_a_dark_desk(
     assert mean_difference(to_model_input(encode(photo, "JPEG", quality=85), SPEC), REFERENCE) < 10
 
 
+@pytest.mark.parametrize(
+    "side, at, size",
+    [(900, (120, 380), (300, 300)), (900, (440, 60), (420, 420)), (1024, (100, 500), (300, 400))],
+    ids=["a-note", "a-fifth-of-the-photo", "a-portrait-note"],
+)
+def test_an_empty_sheet_on_a_dark_desk_is_blank(
+    side: int, at: tuple[int, int], size: tuple[int, int]
+) -> None:
+    photo = Image.new("L", (side, side), 50)
+    photo.paste(Image.new("L", size, 235), at)
+    # The sheet, lighter than the desk, is what stands out: it was framed as a solid letter.
+    with pytest.raises(BlankImageError, match="sheet"):
+        to_model_input(encode(photo, "JPEG", quality=85), SPEC)
+
+
+@pytest.mark.parametrize("width", [20, 60], ids=["chalk-line", "fat-chalk-line"])
+def test_a_light_bar_on_a_dark_board_is_still_a_letter(width: int) -> None:
+    board = Image.new("L", (280, 280), 40)
+    ImageDraw.Draw(board).rectangle([(140 - width // 2, 40), (140 + width // 2, 240)], fill=230)
+    ink = to_model_input(encode(board, "JPEG", quality=85), SPEC) > (LOW + HIGH) / 2
+    # An upright bar: the letter's full height, a few pixels wide.
+    assert ink.any(axis=1).sum() >= 20 and ink.any(axis=0).sum() <= 10
+
+
 def under_light(light: np.ndarray) -> np.ndarray:
     """The letter's paper and ink (ink reflecting 15% of the light it gets) under `light`."""
     return light * (np.asarray(letter(pen=8), dtype=np.float64) / 255 * 0.85 + 0.15)
