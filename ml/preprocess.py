@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -119,12 +120,13 @@ LIGHTING_MAX_SIDE = 512
 # "Ink" that fills this share of its box and encloses marks covering this share of it is a sheet
 # lighter than the desk it lies on (letters that fill their box so fully, on bench.robustness's
 # images, are bars that enclose nothing); the letter is looked for on the sheet, this share of
-# its sides in from its edges. Such "ink" with no marks and sides within this ratio is an empty
-# sheet: no character is a solid block.
+# its sides in from its edges. Such "ink" with no marks, sides within this ratio and a side at
+# least this share of the image's is an empty sheet: no character is a solid block.
 SHEET_FILL = 0.85
 SHEET_MARKS = 0.01
 SHEET_INSET = 0.03
 SHEET_MAX_ASPECT = 2.0
+SHEET_MIN_SHARE = 0.2
 # Marks are where the sheet reads as less "ink" than this: a 3 px pen line on a 1024 px photo,
 # averaged into the first look's copy, still reads as 60%; the sheet's own noise stays above 90%.
 SHEET_LEVEL = 192
@@ -353,17 +355,25 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
 
 def _plain_png(data: bytes) -> tuple[int, int, str] | None:
     """Width, height and mode of a PNG that libspng decodes to the pixels Pillow would; None for
-    any other file. Read from its chunk list: Pillow's parser costs more than all of it."""
+    any other file. Read from its chunk list: Pillow's parser costs more than all of it.
+
+    A chunk whose checksum is wrong makes the file Pillow's to judge: libspng, as pyspng calls
+    it, would decode a damaged header.
+    """
     if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 33:
         return None
     width, height, bit_depth, colour_type = struct.unpack_from(">IIBB", data, 16)
     mode = PLAIN_PNG_MODES.get((colour_type, bit_depth))
-    position = len(PNG_SIGNATURE)
-    while mode is not None and position + 8 <= len(data):
+    chunks, position = memoryview(data), len(PNG_SIGNATURE)
+    while mode is not None and position + 12 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, position)
-        if kind in NOT_PLAIN_PNG_CHUNKS:
+        end = position + 8 + length
+        checksum = zlib.crc32(chunks[position + 4 : end]).to_bytes(4, "big")
+        if kind in NOT_PLAIN_PNG_CHUNKS or data[end : end + 4] != checksum:
             return None
-        position += length + 12
+        if kind == b"IEND":
+            break
+        position = end + 4
     return None if mode is None else (width, height, mode)
 
 
@@ -565,8 +575,9 @@ def _find_ink(
     if not on_sheet and _is_light_block(ink[top:bottom, left:right], table):
         if _holes(ink[top:bottom, left:right] >= SHEET_LEVEL).mean() >= SHEET_MARKS:
             return _find_ink(_on_sheet(gray, (top, bottom, left, right), factor), on_sheet=True)
-        if max(bottom - top, right - left) <= SHEET_MAX_ASPECT * min(bottom - top, right - left):
-            raise BlankImageError("No ink found: the sheet of paper in the photo is blank.")
+        full_size = gray[top * factor : bottom * factor, left * factor : right * factor]
+        if _is_empty_sheet(full_size, table, max(gray.shape)):
+            raise BlankImageError("No ink found: what stands out is an empty sheet.")
     return gray, table, factor, (top * factor, bottom * factor, left * factor, right * factor)
 
 
@@ -611,6 +622,18 @@ def _is_light_block(ink: np.ndarray, table: np.ndarray) -> bool:
     the desk it lies on, where it encloses darker marks or is no bar (as a letter filling its
     box would be)."""
     return bool(table[255] > table[0] and (ink >= BOX_THRESHOLD).mean() >= SHEET_FILL)
+
+
+def _is_empty_sheet(block: np.ndarray, table: np.ndarray, image_side: int) -> bool:
+    """Whether a light block with no marks is an empty sheet: a good share of the image, no bar,
+    and solid at full size too (on the first look's copy a small bold letter blurs into one)."""
+    height, width = block.shape
+    if max(height, width) < SHEET_MIN_SHARE * image_side:
+        return False
+    if max(height, width) > SHEET_MAX_ASPECT * min(height, width):
+        return False
+    ink = cv2.LUT(block, table)
+    return _is_light_block(ink, table) and _holes(ink >= SHEET_LEVEL).mean() < SHEET_MARKS
 
 
 def _holes(mask: np.ndarray) -> np.ndarray:
