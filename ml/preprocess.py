@@ -4,6 +4,8 @@ The model only ever saw EMNIST (Cohen et al. 2017): white strokes on black, crop
 centred in a square with a small border, downsampled with antialiasing to 28x28. Every path that
 feeds a model goes through here, so user images are decoded safely, ink is separated from paper,
 stroke width is brought into EMNIST's range and the result is shaped by the model's `InputSpec`.
+Files are decoded by libspng (plain PNGs, such as canvas exports) or Pillow; the pixel work is
+OpenCV's, on numpy arrays.
 """
 
 from __future__ import annotations
