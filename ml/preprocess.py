@@ -482,11 +482,16 @@ def _reduce_to(pixels: np.ndarray, max_side: int) -> np.ndarray:
 def _reduce(pixels: np.ndarray, factor: int) -> np.ndarray:
     """Box-average by a whole factor, the far edges repeated to fill their last boxes.
 
-    OpenCV averages boxes of a whole number of pixels ten times as fast as other areas.
+    OpenCV averages boxes of a whole number of pixels ten times as fast as other areas. A side
+    shorter than the factor (a sliver of an image) is averaged whole instead: padding it would
+    multiply the pixels.
     """
     if factor <= 1:
         return pixels
     height, width = pixels.shape
+    if min(height, width) < factor:
+        size = (math.ceil(width / factor), math.ceil(height / factor))
+        return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
     padded = cv2.copyMakeBorder(
         pixels, 0, -height % factor, 0, -width % factor, cv2.BORDER_REPLICATE
     )

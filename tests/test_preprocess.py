@@ -173,6 +173,16 @@ def test_any_small_array_gives_a_model_input_or_a_documented_error(array: np.nda
     check_result(lambda: array_to_model_input(array, SPEC))
 
 
+@pytest.mark.parametrize("shape", [(1, 3_000_000), (3_000_000, 1), (3, 1_000_000)])
+def test_a_sliver_of_an_image_is_reduced_without_padding_it(shape: tuple[int, int]) -> None:
+    # Padding its short side to the reduction's factor once took 9 GB and crashed the process.
+    sliver = np.full(shape[0] * shape[1], 255, dtype=np.uint8)
+    sliver[sliver.size // 3 : sliver.size // 2] = 0
+    sliver = sliver.reshape(shape)
+    check_result(lambda: array_to_model_input(sliver, SPEC))
+    check_result(lambda: to_model_input(encode(Image.fromarray(sliver)), SPEC))
+
+
 DAMAGEABLE = [
     encode(letter(64), "PNG"),
     encode(letter(64), "JPEG"),
