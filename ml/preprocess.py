@@ -516,7 +516,8 @@ def _array_to_gray(array: np.ndarray) -> np.ndarray:
         or (array.ndim == 3 and array.shape[2] not in (3, 4))
     ):
         raise NotAnImageError("The array is not an image: expected HxW, HxWx3 or HxWx4.")
-    if not (array.dtype == np.bool_ or np.issubdtype(array.dtype, np.number)):
+    # Booleans, integers and reals (numpy counts complex numbers and time spans as numbers too).
+    if array.dtype.kind not in "biuf":
         raise NotAnImageError(f"The array holds {array.dtype} values, not pixels.")
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255

@@ -518,8 +518,9 @@ def test_arrays_take_the_same_path_as_files() -> None:
         assert mean_difference(array_to_model_input(array, SPEC), REFERENCE) < 3
     with pytest.raises(NotAnImageError):
         array_to_model_input(np.zeros((4, 4, 2), dtype=np.uint8), SPEC)
-    with pytest.raises(NotAnImageError):
-        array_to_model_input(np.full((4, 4), "ink"), SPEC)
+    for not_pixels in ("ink", 1j, np.timedelta64(1, "s")):
+        with pytest.raises(NotAnImageError):
+            array_to_model_input(np.full((4, 4, 3), not_pixels), SPEC)
 
 
 # --- each documented error, for a crafted file ----------------------------------------------
