@@ -580,8 +580,9 @@ def _find_ink(
         if max(bottom - top, right - left) < MIN_LETTER_FRACTION * max(gray.shape):
             raise
         return gray, table, 1, (top, bottom, left, right)
-    if not on_sheet and _is_light_block(ink[top:bottom, left:right], table):
-        if _holes(ink[top:bottom, left:right] >= SHEET_LEVEL).mean() >= SHEET_MARKS:
+    block = ink[top:bottom, left:right]
+    if not on_sheet and _is_light_block(block, table):
+        if _holes(block >= SHEET_LEVEL).mean() >= SHEET_MARKS:
             return _find_ink(_on_sheet(gray, (top, bottom, left, right), factor), on_sheet=True)
         full_size = gray[top * factor : bottom * factor, left * factor : right * factor]
         if _is_empty_sheet(full_size, table, max(gray.shape)):
@@ -626,9 +627,8 @@ def _on_sheet(gray: np.ndarray, box: tuple[int, int, int, int], factor: int) -> 
 
 
 def _is_light_block(ink: np.ndarray, table: np.ndarray) -> bool:
-    """Whether the ink in its box is light "ink" that fills it: a sheet of paper lighter than
-    the desk it lies on, where it encloses darker marks or is no bar (as a letter filling its
-    box would be)."""
+    """Whether the ink in its box is light "ink" that fills it: likely a sheet of paper lighter
+    than the desk it lies on (or a bar, the one letter that fills its box)."""
     return bool(table[255] > table[0] and (ink >= BOX_THRESHOLD).mean() >= SHEET_FILL)
 
 

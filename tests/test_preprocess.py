@@ -390,6 +390,13 @@ def test_a_letter_drawn_as_a_box_is_kept_whole() -> None:
     assert rows[-1] - rows[0] >= 18 and cols[-1] - cols[0] >= 12
 
 
+def on_a_desk(sheet: Image.Image, side: int, at: tuple[int, int]) -> bytes:
+    """A JPEG photo, `side` pixels square, of `sheet` lying at `at` on a dark desk."""
+    photo = Image.new("L", (side, side), 50)
+    photo.paste(sheet, at)
+    return encode(photo, "JPEG", quality=85)
+
+
 @pytest.mark.parametrize(
     "side, at, size, pen",
     [
@@ -404,13 +411,12 @@ def test_a_letter_drawn_as_a_box_is_kept_whole() -> None:
 def test_a_sheet_photographed_on_a_dark_desk(
     side: int, at: tuple[int, int], size: tuple[int, int], pen: int
 ) -> None:
-    photo = Image.new("L", (side, side), 50)
     sheet = Image.new("L", size, 235)
     sheet.paste(letter(pen=pen, paper=235), ((size[0] - 280) // 2, (size[1] - 280) // 2))
-    photo.paste(sheet, at)
     # Taken for ink, the desk or, where the desk is most of the photo, the sheet would be what
     # gets framed: 60-100 grey levels from the letter.
-    assert mean_difference(to_model_input(encode(photo, "JPEG", quality=85), SPEC), REFERENCE) < 10
+    result = to_model_input(on_a_desk(sheet, side, at), SPEC)
+    assert mean_difference(result, REFERENCE) < 10
 
 
 @pytest.mark.parametrize(
@@ -421,11 +427,9 @@ def test_a_sheet_photographed_on_a_dark_desk(
 def test_an_empty_sheet_on_a_dark_desk_is_blank(
     side: int, at: tuple[int, int], size: tuple[int, int]
 ) -> None:
-    photo = Image.new("L", (side, side), 50)
-    photo.paste(Image.new("L", size, 235), at)
     # The sheet, lighter than the desk, is what stands out: it was framed as a solid letter.
     with pytest.raises(BlankImageError, match="sheet"):
-        to_model_input(encode(photo, "JPEG", quality=85), SPEC)
+        to_model_input(on_a_desk(Image.new("L", size, 235), side, at), SPEC)
 
 
 @pytest.mark.parametrize("width", [20, 60], ids=["chalk-line", "fat-chalk-line"])
