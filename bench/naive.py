@@ -13,7 +13,8 @@ from fastapi import FastAPI, File, HTTPException, UploadFile
 
 from jobs.settings import get_settings
 from ml import Predictor, load_model
-from ml.preprocess import PreprocessError, to_model_input
+from ml.image_errors import PreprocessError
+from ml.preprocess import to_model_input
 
 
 def create_app() -> FastAPI:

@@ -34,9 +34,10 @@ from PIL import Image, ImageDraw, ImageFilter
 from ml import Predictor, load_model
 from ml.artifact import InputSpec
 from ml.data import DEFAULT_DATA_DIR, load_split
+from ml.image_errors import PreprocessError
 from ml.metrics import macro_accuracy
 from ml.predictor import Precision
-from ml.preprocess import PreprocessError, array_to_letter, skeleton, to_model_input
+from ml.preprocess import array_to_letter, skeleton, to_model_input
 from ml.train import redraw_as_pen
 
 REPOSITORY = Path(__file__).resolve().parents[1]

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from ml.file_structure import FileLimits
 
 ROOT = Path(__file__).resolve().parents[1]
 # A list setting, read from the environment as `a,b` or as JSON `["a", "b"]`.
@@ -38,6 +41,14 @@ class Settings(BaseSettings):
     max_zip_entries: int = Field(1000, description="Most entries in one zip archive")
     max_zip_bytes: int = Field(200_000_000, description="Most uncompressed bytes in one zip")
     max_image_pixels: int = Field(25_000_000, description="Largest image (width x height)")
+    max_image_frames: int = Field(
+        100, description="Most animation frames (or TIFF pages) in one image"
+    )
+    max_jpeg_scans: int = Field(100, description="Most scans in one progressive JPEG")
+    max_image_metadata_entries: int = Field(
+        10_000,
+        description="Most metadata entries, chunks or blocks in one image file (tags, strips, ...)",
+    )
 
     predict_wait_s: float = Field(2.0, description="How long /predict waits before answering 202")
     inference_batch_size: int = Field(128, description="Items per forward pass in batch jobs")
@@ -100,6 +111,18 @@ class Settings(BaseSettings):
         if not self.database_url:
             self.database_url = f"sqlite:///{self.state_dir / 'hwr.sqlite'}"
         return self
+
+    def file_limits(self) -> FileLimits:
+        """The image-file limits as `ml` takes them (imported here: `ml` loads torch, which
+        only the gateway and the worker need)."""
+        from ml.file_structure import FileLimits
+
+        return FileLimits(
+            max_pixels=self.max_image_pixels,
+            max_frames=self.max_image_frames,
+            max_jpeg_scans=self.max_jpeg_scans,
+            max_metadata_entries=self.max_image_metadata_entries,
+        )
 
 
 @lru_cache

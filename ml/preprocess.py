@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import io
 import math
-import struct
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,20 +20,27 @@ import numpy as np
 import pyspng
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from ml import file_structure
 from ml.artifact import InputSpec
+from ml.file_structure import FileLimits
+from ml.image_errors import (
+    BlankImageError,
+    ImageTooComplexError,
+    ImageTooLargeError,
+    NotAnImageError,
+    PreprocessError,
+    TruncatedImageError,
+)
 
 # Every image here is small and one of many handled by as many processes: OpenCV's thread pool
 # would only add its hand-offs to each call.
 cv2.setNumThreads(1)
 
-DEFAULT_MAX_PIXELS = 25_000_000
-DEFAULT_MAX_FRAMES = 100
 # Phone photos with several pictures (MPO) are opened through the JPEG plugin.
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # How files of the accepted formats begin (WebP's RIFF header also names "WEBP" at byte 8).
 IMAGE_SIGNATURES = (
-    PNG_SIGNATURE,
+    file_structure.PNG_SIGNATURE,
     b"\xff\xd8\xff",
     b"GIF87a",
     b"GIF89a",
@@ -43,7 +48,6 @@ IMAGE_SIGNATURES = (
     b"II*\x00",
     b"MM\x00*",
 )
-WEBP_SIGNATURE = b"WEBP"
 NUMERIC_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 # EXIF orientation -> how the stored pixels are turned upright.
@@ -57,21 +61,10 @@ EXIF_TRANSPOSE: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     8: np.rot90,
 }
 
-# Plain PNGs are decoded by libspng (pyspng), three times faster than Pillow on canvas exports:
-# those of these (colour type, bit depth) -> mode, and none of these chunks: animation (acTL),
-# a transparent colour (tRNS, which libspng would not apply), and those that may carry an
-# orientation Pillow applies (EXIF, or XMP and raw EXIF profiles in text chunks).
-PLAIN_PNG_MODES = {
-    (0, 2): "L",
-    (0, 4): "L",
-    (0, 8): "L",
-    (2, 8): "RGB",
-    (2, 16): "RGB",
-    (6, 8): "RGBA",
-    (6, 16): "RGBA",
-}
-NOT_PLAIN_PNG_CHUNKS = frozenset((b"acTL", b"tRNS", b"eXIf", b"tEXt", b"zTXt", b"iTXt"))
-
+# Run-length compressed BMPs (BI_RLE8, BI_RLE4) are decoded by OpenCV, which refuses sides
+# longer than this (its CV_IO_MAX_IMAGE_WIDTH and HEIGHT).
+BMP_RUN_LENGTH = (1, 2)
+OPENCV_MAX_SIDE = 1 << 20
 # Decoded images are box-reduced to at most this side: enough detail for a letter that fills a
 # tenth of a phone photo, and it bounds the cost of everything after decoding.
 DECODE_MAX_SIDE = 1024
@@ -197,54 +190,19 @@ def _thinning_tables() -> tuple[np.ndarray, np.ndarray]:
 THINNING_TABLES = _thinning_tables()
 
 
-class PreprocessError(ValueError):
-    """An image that cannot become a model input; `.message` is a short sentence for the user."""
-
-    default_message = "The image could not be prepared for the model."
-
-    def __init__(self, message: str | None = None) -> None:
-        self.message = message or self.default_message
-        super().__init__(self.message)
-
-
-class NotAnImageError(PreprocessError):
-    """Bytes (or an array) that none of the accepted image decoders recognise."""
-
-    default_message = "The file is not a PNG, JPEG, BMP, GIF, TIFF or WebP image."
-
-
-class TruncatedImageError(PreprocessError):
-    """A recognised image whose data ends early or is corrupt."""
-
-    default_message = "The image file is truncated or damaged."
-
-
-class BlankImageError(PreprocessError):
-    """Nothing stands out from the paper by more than its noise: there is no letter to read."""
-
-    default_message = "No ink found: the image is blank."
-
-
-class ImageTooLargeError(PreprocessError):
-    """Declared size above the pixel limit, refused before any pixel is decoded."""
-
-    default_message = "The image has too many pixels."
-
-
-class TooManyFramesError(PreprocessError):
-    """An animation with more frames than allowed: a cheap file that is costly to walk."""
-
-    default_message = "The image has too many animation frames."
-
-
-def to_model_input(
-    data: bytes,
-    spec: InputSpec,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_frames: int = DEFAULT_MAX_FRAMES,
-) -> np.ndarray:
+def to_model_input(data: bytes, spec: InputSpec, limits: FileLimits = FileLimits()) -> np.ndarray:
     """Image file bytes -> one normalized (height, width) float32 model input."""
-    return _shape_for_model(_letter_pixels(_decode_gray(data, max_pixels, max_frames)), spec)
+    return _shape_for_model(_letter_pixels(_decode_gray(data, limits)), spec)
+
+
+def read_header(data: bytes, limits: FileLimits = FileLimits()) -> tuple[int, int]:
+    """Width and height of an image file, after every check that reads no pixels: the gateway
+    refuses with these before it accepts a file, the worker repeats them before decoding."""
+    plain_png = file_structure.plain_png(data, limits)
+    if plain_png is not None:
+        _check_pixels(plain_png[0], plain_png[1], limits.max_pixels)
+        return plain_png[0], plain_png[1]
+    return _open(data, limits)[0].size
 
 
 def array_to_model_input(array: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -300,24 +258,23 @@ def _from_spec_layout(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
 # --- decoding: bytes -> one grey image, with every failure a PreprocessError -----------------
 
 
-def _decode_gray(data: bytes, max_pixels: int, max_frames: int) -> np.ndarray:
-    """Open, check limits before decoding pixels, decode the first frame, flatten to grey."""
-    plain_png = _plain_png(data)
+def _decode_gray(data: bytes, limits: FileLimits) -> np.ndarray:
+    """Check the file's structure and declared size, decode its first frame, flatten to grey."""
+    plain_png = file_structure.plain_png(data, limits)
     if plain_png is not None:
         width, height, mode = plain_png
-        _check_pixels(width, height, max_pixels)
+        _check_pixels(width, height, limits.max_pixels)
         return _reduce_to(_flatten_pixels(_decode_png(data, mode)), DECODE_MAX_SIDE)
-    image = _open(data)
+    image, checked = _open(data, limits)
+    if image.format == "BMP" and image.info.get("compression") in BMP_RUN_LENGTH:
+        return _reduce_to(_decode_run_length_bmp(checked), DECODE_MAX_SIDE)
     width, height = image.size
-    _check_pixels(width, height, max_pixels)
-    if _frame_count(image, data, max_frames + 1) > max_frames:
-        raise TooManyFramesError(f"The image has more than {max_frames} animation frames.")
     if image.format in ("JPEG", "MPO"):
         reduction = max(width, height) / DECODE_MAX_SIDE
         image.draft("L", (math.ceil(width / reduction), math.ceil(height / reduction)))
     try:
         image.load()
-        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+        orientation = _orientation(image, limits)
         gray = _flatten(image)
     except PreprocessError:
         raise
@@ -329,21 +286,30 @@ def _decode_gray(data: bytes, max_pixels: int, max_frames: int) -> np.ndarray:
     return np.ascontiguousarray(transpose(gray)) if transpose is not None else gray
 
 
-def _open(data: bytes) -> Image.Image:
-    """Read only the header: format, size and mode."""
+def _open(data: bytes, limits: FileLimits) -> tuple[Image.Image, bytes]:
+    """Check the file's structure, then read its header (format, size, mode, frames): the
+    image and the bytes it was opened from (a GIF or TIFF cut to its first frame)."""
     if not data:
         raise NotAnImageError("The file is empty.")
+    checked = file_structure.for_decoder(data, limits)
     try:
-        return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        image = Image.open(io.BytesIO(checked), formats=ALLOWED_FORMATS)
+        frames = int(getattr(image, "n_frames", 1))
     except Image.DecompressionBombError as error:
-        raise ImageTooLargeError() from error
+        over = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+        raise ImageTooLargeError(
+            f"The image has over {over:.0f} megapixels; the limit is {limits.max_pixels / 1e6:g}."
+        ) from error
     except UnidentifiedImageError as error:
-        if data.startswith(IMAGE_SIGNATURES) or data[8:12] == WEBP_SIGNATURE:
+        if data.startswith(IMAGE_SIGNATURES) or data[8:12] == file_structure.WEBP_SIGNATURE:
             raise TruncatedImageError() from error
         raise NotAnImageError() from error
     # A header can be damaged in ways Pillow's parsers report with assorted exception types.
     except Exception as error:
         raise TruncatedImageError() from error
+    _check_pixels(*image.size, limits.max_pixels)
+    file_structure.check_frames(frames, limits)
+    return image, checked
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
@@ -355,30 +321,6 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def _plain_png(data: bytes) -> tuple[int, int, str] | None:
-    """Width, height and mode of a PNG that libspng decodes to the pixels Pillow would; None for
-    any other file. Read from its chunk list: Pillow's parser costs more than all of it.
-
-    A chunk whose checksum is wrong makes the file Pillow's to judge: libspng, as pyspng calls
-    it, would decode a damaged header.
-    """
-    if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 33:
-        return None
-    width, height, bit_depth, colour_type = struct.unpack_from(">IIBB", data, 16)
-    mode = PLAIN_PNG_MODES.get((colour_type, bit_depth))
-    chunks, position = memoryview(data), len(PNG_SIGNATURE)
-    while mode is not None and position + 12 <= len(data):
-        length, kind = struct.unpack_from(">I4s", data, position)
-        end = position + 8 + length
-        checksum = zlib.crc32(chunks[position + 4 : end]).to_bytes(4, "big")
-        if kind in NOT_PLAIN_PNG_CHUNKS or data[end : end + 4] != checksum:
-            return None
-        if kind == b"IEND":
-            break
-        position = end + 4
-    return None if mode is None else (width, height, mode)
-
-
 def _decode_png(data: bytes, mode: str) -> np.ndarray:
     """All pixels of a PNG in `mode` (16-bit samples reduced to 8, as Pillow does)."""
     try:
@@ -387,45 +329,30 @@ def _decode_png(data: bytes, mode: str) -> np.ndarray:
         raise TruncatedImageError() from error
 
 
-def _frame_count(image: Image.Image, data: bytes, limit: int) -> int:
-    """Frames in the file, counted no further than `limit` and without decoding any."""
-    if image.format == "GIF":
-        return _gif_frame_count(data, limit)
-    if image.format == "TIFF":
-        count = 1
-        try:
-            while count < limit:
-                image.seek(count)
-                count += 1
-        except EOFError:
-            pass
-        except Exception as error:
-            raise TruncatedImageError() from error
-        image.seek(0)
-        return count
-    return int(getattr(image, "n_frames", 1))
+def _decode_run_length_bmp(data: bytes) -> np.ndarray:
+    """Grey pixels of a run-length BMP, by OpenCV: Pillow's decoder, in Python, lets one
+    1 kB file ask for gigabytes (a jump far past the image's end)."""
+    try:
+        gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    except cv2.error as error:
+        raise ImageTooComplexError(
+            f"Run-length BMPs with a side over {OPENCV_MAX_SIDE:,} px are not decoded."
+        ) from error
+    if gray is None:
+        raise TruncatedImageError()
+    return gray
 
 
-def _gif_frame_count(data: bytes, limit: int) -> int:
-    """Image descriptors in a GIF, found by skipping its blocks (Pillow would decode each frame)."""
-    position = 13
-    if data[10] & 0x80:
-        position += 3 << ((data[10] & 7) + 1)
-    frames = 0
-    while position < len(data) and frames < limit:
-        block = data[position]
-        if block == 0x2C:
-            frames += 1
-            flags = data[position + 9] if position + 9 < len(data) else 0
-            position += 11 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0)
-        elif block == 0x21:
-            position += 2
-        else:
-            break
-        while position < len(data) and data[position]:
-            position += data[position] + 1
-        position += 1
-    return frames
+def _orientation(image: Image.Image, limits: FileLimits) -> int:
+    """The EXIF orientation (1: upright), its block checked first: Pillow parses every tag of it,
+    and reads it only here (a TIFF's own first directory was checked with the file)."""
+    exif = image.info.get("exif")
+    raw_profile = image.info.get("Raw profile type exif")
+    if exif is None and isinstance(raw_profile, str):
+        exif = bytes.fromhex("".join(raw_profile.split("\n")[3:]))
+    if isinstance(exif, bytes):
+        file_structure.check_exif(exif, limits)
+    return image.getexif().get(ExifTags.Base.Orientation, 1)
 
 
 def _flatten(image: Image.Image) -> np.ndarray:

@@ -15,20 +15,20 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageDraw, PngImagePlugin
 
 from bench.robustness import png_file
-from ml import preprocess
+from ml import file_structure, preprocess
 from ml.artifact import InputSpec
 from ml.data import DEFAULT_DATA_DIR, load_split
-from ml.preprocess import (
+from ml.file_structure import FileLimits
+from ml.image_errors import (
     BlankImageError,
+    ImageTooComplexError,
     ImageTooLargeError,
     NotAnImageError,
     PreprocessError,
     TooManyFramesError,
     TruncatedImageError,
-    array_to_model_input,
-    to_display_png,
-    to_model_input,
 )
+from ml.preprocess import array_to_model_input, to_display_png, to_model_input
 from tests.conftest import require
 
 SPEC = InputSpec(mean=0.1736, std=0.3317)
@@ -39,6 +39,7 @@ DOCUMENTED = (
     BlankImageError,
     ImageTooLargeError,
     TooManyFramesError,
+    ImageTooComplexError,
 )
 # Modes each format can write (Pillow converts some on the way, e.g. GIF to P).
 WRITABLE = {
@@ -124,7 +125,7 @@ def fast_decoder_pngs(draw: st.DrawFn) -> bytes:
     filter, by hand."""
     width, height = draw(st.integers(1, 24)), draw(st.integers(1, 24))
     if draw(st.booleans()):
-        mode = draw(st.sampled_from(sorted(set(preprocess.PLAIN_PNG_MODES.values()))))
+        mode = draw(st.sampled_from(sorted(set(file_structure.PLAIN_PNG_MODES.values()))))
         size = BYTES_PER_PIXEL[mode] * width * height
         pixels = draw(st.binary(min_size=size, max_size=size))
         return encode(Image.frombytes(mode, (width, height), pixels))
@@ -204,7 +205,7 @@ def test_libspng_and_pillow_decode_pngs_alike(data: bytes) -> None:
 
     fast = prepared()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(preprocess, "_plain_png", lambda _: None)
+        patch.setattr(preprocess.file_structure, "plain_png", lambda *_: None)
         slow = prepared()
     np.testing.assert_array_equal(fast, slow)
 
@@ -617,15 +618,15 @@ def test_pixel_limit_is_checked_before_decoding() -> None:
     with pytest.raises(TruncatedImageError):
         to_model_input(png_declaring(60, 50), SPEC)
     with pytest.raises(ImageTooLargeError):
-        to_model_input(png_declaring(60, 50), SPEC, max_pixels=2_999)
+        to_model_input(png_declaring(60, 50), SPEC, FileLimits(max_pixels=2_999))
 
 
 def test_limits_are_parameters() -> None:
     data = encode(letter(100))
     with pytest.raises(ImageTooLargeError, match="limit"):
-        to_model_input(data, SPEC, max_pixels=9_999)
-    assert to_model_input(data, SPEC, max_pixels=10_000).shape == (28, 28)
+        to_model_input(data, SPEC, FileLimits(max_pixels=9_999))
+    assert to_model_input(data, SPEC, FileLimits(max_pixels=10_000)).shape == (28, 28)
     three = animation("GIF", 3, side=64)
     with pytest.raises(TooManyFramesError):
-        to_model_input(three, SPEC, max_frames=2)
-    assert to_model_input(three, SPEC, max_frames=3).shape == (28, 28)
+        to_model_input(three, SPEC, FileLimits(max_frames=2))
+    assert to_model_input(three, SPEC, FileLimits(max_frames=3)).shape == (28, 28)

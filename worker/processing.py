@@ -22,8 +22,9 @@ from jobs.db import retrying
 from jobs.schema import Item, Job, JobStatus
 from jobs.settings import get_settings
 from ml.artifact import ModelArtifactError
+from ml.image_errors import PreprocessError
 from ml.predictor import Prediction, Predictor
-from ml.preprocess import PreprocessError, to_display_png, to_model_input
+from ml.preprocess import to_display_png, to_model_input
 from worker import inference, metrics
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def _fail_unavailable(session: Session, job: Job) -> list[store.Outcome]:
 
 
 def _model_input(item: Item, model: Predictor) -> np.ndarray:
-    return to_model_input(item.data or b"", model.spec.input, get_settings().max_image_pixels)
+    return to_model_input(item.data or b"", model.spec.input, get_settings().file_limits())
 
 
 def _predict(

@@ -1,0 +1,276 @@
+"""What an image file's own structure declares, read before a decoder is trusted with it.
+
+Pillow's parsers take a file at its word, so a few crafted bytes can make them spend seconds or
+gigabytes: a progressive JPEG repeating one scan thousands of times, TIFF or EXIF tags that all
+point at one large blob, a GIF comment in a million pieces, a million TIFF strips. The walks
+here step over a file's containers (PNG chunks, JPEG segments, GIF blocks, WebP chunks, TIFF
+directories) without decoding anything, refuse what no real picture holds, and hand the decoder
+only the first frame where the format allows.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ml.image_errors import ImageTooComplexError, TooManyFramesError
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    """What one image file may declare before it is refused unread (the service's settings)."""
+
+    max_pixels: int = 25_000_000
+    max_frames: int = 100
+    max_jpeg_scans: int = 100
+    max_metadata_entries: int = 10_000
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
+JPEG_SIGNATURE = b"\xff\xd8"
+# A WebP file is a RIFF container that names its format at byte 8.
+WEBP_SIGNATURE = b"WEBP"
+# Byte order and BigTIFF-ness of every TIFF header (EXIF blocks are TIFF files too).
+TIFF_HEADERS = {
+    b"II*\x00": ("<", False),
+    b"MM\x00*": (">", False),
+    b"II+\x00": ("<", True),
+    b"MM\x00+": (">", True),
+}
+
+# Plain PNGs are decoded by libspng (pyspng), three times faster than Pillow on canvas exports:
+# those of these (colour type, bit depth) -> mode, and none of these chunks: animation (acTL),
+# a transparent colour (tRNS, which libspng would not apply), and those that may carry an
+# orientation Pillow applies (EXIF, or XMP and raw EXIF profiles in text chunks).
+PLAIN_PNG_MODES = {
+    (0, 2): "L",
+    (0, 4): "L",
+    (0, 8): "L",
+    (2, 8): "RGB",
+    (2, 16): "RGB",
+    (6, 8): "RGBA",
+    (6, 16): "RGBA",
+}
+NOT_PLAIN_PNG_CHUNKS = frozenset((b"acTL", b"tRNS", b"eXIf", b"tEXt", b"zTXt", b"iTXt"))
+
+# After a JPEG scan header, its entropy-coded data runs to the next marker: 0xFF followed by
+# anything but a stuffed zero, a restart marker or another 0xFF (fill).
+JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+JPEG_SOS, JPEG_EOI, JPEG_APP1, JPEG_APP2 = 0xDA, 0xD9, 0xE1, 0xE2
+# Segments that carry a TIFF-structured block Pillow parses when it opens the file.
+JPEG_DIRECTORY_PREFIXES = {JPEG_APP1: b"Exif\x00\x00", JPEG_APP2: b"MPF\x00"}
+JPEG_STANDALONE_MARKERS = frozenset((0x01, *range(0xD0, 0xD9)))
+
+# Bytes per value of each TIFF field type (0: a type Pillow skips).
+TIFF_TYPE_SIZES = np.array([0, 1, 1, 2, 4, 8, 1, 1, 2, 4, 8, 4, 8, 4, 0, 0, 8, 8, 8], np.uint64)
+# StripOffsets and TileOffsets: Pillow makes one decoder call per value.
+TIFF_PART_TAGS = (273, 324)
+GIF_FULL_SUB_BLOCK = 255
+
+
+def for_decoder(data: bytes, limits: FileLimits) -> bytes:
+    """`data` once its structure passed `limits`; for a GIF or TIFF, only its first frame."""
+    if data.startswith(GIF_SIGNATURES):
+        return _first_gif_frame(data, limits)
+    if data[:4] in TIFF_HEADERS:
+        return _first_tiff_directory(data, limits)
+    if data.startswith(JPEG_SIGNATURE):
+        _check_jpeg(data, limits)
+    elif data.startswith(PNG_SIGNATURE):
+        _check_png(data, limits)
+    return data
+
+
+def check_exif(exif: bytes, limits: FileLimits) -> None:
+    """Refuse an EXIF block whose first directory (what Pillow reads) would cost too much."""
+    _walk_tiff(exif.removeprefix(b"Exif\x00\x00"), limits, max_directories=1)
+
+
+def plain_png(data: bytes, limits: FileLimits) -> tuple[int, int, str] | None:
+    """Width, height and mode of a PNG that libspng decodes to the pixels Pillow would; None for
+    any other file.
+
+    A chunk whose checksum is wrong makes the file Pillow's to judge: libspng, as pyspng calls
+    it, would decode a damaged header.
+    """
+    if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 33:
+        return None
+    width, height, bit_depth, colour_type = struct.unpack_from(">IIBB", data, 16)
+    mode = PLAIN_PNG_MODES.get((colour_type, bit_depth))
+    if mode is None:
+        return None
+    for kind, _, intact in _png_chunks(data, limits):
+        if kind in NOT_PLAIN_PNG_CHUNKS or not intact:
+            return None
+    return width, height, mode
+
+
+def _png_chunks(data: bytes, limits: FileLimits) -> Iterator[tuple[bytes, memoryview, bool]]:
+    """Each chunk's type, contents and whether its checksum holds, up to IEND."""
+    chunks, position = memoryview(data), len(PNG_SIGNATURE)
+    for _ in _entries(limits):
+        if position + 12 > len(data):
+            return
+        length, kind = struct.unpack_from(">I4s", data, position)
+        end = position + 8 + length
+        checksum = zlib.crc32(chunks[position + 4 : end]).to_bytes(4, "big")
+        yield kind, chunks[position + 8 : end], data[end : end + 4] == checksum
+        if kind == b"IEND":
+            return
+        position = end + 4
+
+
+def _check_png(data: bytes, limits: FileLimits) -> None:
+    """Count the chunks: Pillow reads each one in Python."""
+    for _ in _png_chunks(data, limits):
+        pass
+
+
+def _check_jpeg(data: bytes, limits: FileLimits) -> None:
+    """Count segments and scans, and check the EXIF and multi-picture blocks Pillow reads."""
+    position, scans = len(JPEG_SIGNATURE), 0
+    for _ in _entries(limits):
+        if position + 4 > len(data) or data[position] != 0xFF:
+            return
+        marker = data[position + 1]
+        if marker in JPEG_STANDALONE_MARKERS or marker == 0xFF:
+            position += 1 if marker == 0xFF else 2
+            continue
+        if marker == JPEG_EOI:
+            return
+        end = position + 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        prefix = JPEG_DIRECTORY_PREFIXES.get(marker)
+        if prefix is not None and data.startswith(prefix, position + 4):
+            _walk_tiff(data[position + 4 + len(prefix) : end], limits, max_directories=1)
+        position = end
+        if marker == JPEG_SOS:
+            scans += 1
+            if scans > limits.max_jpeg_scans:
+                raise ImageTooComplexError(
+                    f"The JPEG has more than {limits.max_jpeg_scans} progressive scans; "
+                    "such files are not decoded."
+                )
+            found = JPEG_MARKER.search(data, position)
+            if found is None:
+                return
+            position = found.start()
+
+
+def _first_gif_frame(data: bytes, limits: FileLimits) -> bytes:
+    """Count a GIF's frames and return its header, first image and the control block before
+    that image: Pillow then reads no comment, extension or later frame."""
+    position = 13
+    if len(data) > 10 and data[10] & 0x80:
+        position += 3 << ((data[10] & 7) + 1)
+    header, control, first, frames = data[:position], b"", b"", 0
+    entries = _entries(limits)
+    while position < len(data) and frames <= limits.max_frames:
+        start, block = position, data[position]
+        if block == 0x2C:
+            frames += 1
+            flags = data[position + 9] if position + 9 < len(data) else 0
+            position += 11 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0)
+        elif block == 0x21:
+            position += 2
+        else:
+            break
+        # Sub-blocks: image data comes in full ones; short ones count against the budget.
+        while position < len(data) and data[position]:
+            if data[position] < GIF_FULL_SUB_BLOCK:
+                next(entries)
+            position += data[position] + 1
+        position += 1
+        if block == 0x21 and data[start + 1 : start + 2] == b"\xf9" and not first:
+            control = data[start:position]
+        if block == 0x2C and not first:
+            first = data[start:position]
+    check_frames(frames, limits)
+    return header + control + first + b";" if first else data
+
+
+def _first_tiff_directory(data: bytes, limits: FileLimits) -> bytes:
+    """Check a TIFF's chain of directories (one per page) and cut it after the first."""
+    pages, next_pointer = _walk_tiff(data, limits, max_directories=limits.max_frames + 1)
+    check_frames(pages, limits)
+    if pages < 2 or next_pointer is None:
+        return data
+    size = 8 if TIFF_HEADERS[data[:4]][1] else 4
+    return data[:next_pointer] + bytes(size) + data[next_pointer + size :]
+
+
+def _walk_tiff(tiff: bytes, limits: FileLimits, max_directories: int) -> tuple[int, int | None]:
+    """Check up to `max_directories` directories of a TIFF-structured block: how many there
+    are and where the first one's pointer to the next lies (None: no directory).
+
+    Entries (with strip and tile offsets) per directory are limited, and the values they point
+    at must not overlap: tags sharing one large blob are how a few kilobytes become gigabytes.
+    """
+    layout = TIFF_HEADERS.get(tiff[:4])
+    if layout is None or len(tiff) < 16:
+        return 0, None
+    order, big = layout
+    count_format, pointer_format = (order + "Q", order + "Q") if big else (order + "H", order + "I")
+    word = order + ("u8" if big else "u4")
+    entry = np.dtype(
+        [("tag", order + "u2"), ("type", order + "u2"), ("count", word), ("value", word)]
+    )
+    inline = 8 if big else 4
+    offset = struct.unpack_from(pointer_format, tiff, 8 if big else 4)[0]
+    directories, value_bytes, first_next, seen = 0, 0, None, set()
+    while offset and offset not in seen and directories < max_directories:
+        seen.add(offset)
+        entries_at = offset + struct.calcsize(count_format)
+        if entries_at > len(tiff):
+            break
+        count = struct.unpack_from(count_format, tiff, offset)[0]
+        if count > limits.max_metadata_entries:
+            raise _too_many_entries(limits)
+        next_at = entries_at + count * entry.itemsize
+        if next_at + struct.calcsize(pointer_format) > len(tiff):
+            break
+        entries = np.frombuffer(tiff, entry, count=count, offset=entries_at)
+        counts = np.minimum(entries["count"], len(tiff)).astype(np.uint64)
+        sizes = (
+            counts
+            * TIFF_TYPE_SIZES[np.where(entries["type"] < len(TIFF_TYPE_SIZES), entries["type"], 0)]
+        )
+        in_file = (sizes > inline) & (entries["value"] <= len(tiff) - np.minimum(sizes, len(tiff)))
+        value_bytes += int(sizes[in_file].sum())
+        parts = int(counts[np.isin(entries["tag"], TIFF_PART_TAGS)].sum())
+        if count + parts > limits.max_metadata_entries:
+            raise _too_many_entries(limits)
+        if value_bytes > len(tiff):
+            raise ImageTooComplexError(
+                "The file's metadata points at the same bytes many times over; "
+                "such files are not decoded."
+            )
+        directories += 1
+        first_next = next_at if first_next is None else first_next
+        offset = struct.unpack_from(pointer_format, tiff, next_at)[0]
+    return directories, first_next
+
+
+def _entries(limits: FileLimits) -> Iterator[None]:
+    """One step per chunk, segment or block walked; past the limit, the file is refused."""
+    for _ in range(limits.max_metadata_entries):
+        yield
+    raise _too_many_entries(limits)
+
+
+def _too_many_entries(limits: FileLimits) -> ImageTooComplexError:
+    return ImageTooComplexError(
+        f"The file is made of more than {limits.max_metadata_entries:,} metadata entries, "
+        "chunks or blocks; such files are not decoded."
+    )
+
+
+def check_frames(frames: int, limits: FileLimits) -> None:
+    """Refuse an animation (or a TIFF's pages) beyond the limit: cheap to send, costly to walk."""
+    if frames > limits.max_frames:
+        raise TooManyFramesError(f"The image has more than {limits.max_frames} animation frames.")
