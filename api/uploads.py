@@ -3,7 +3,8 @@
 Content is sniffed, never trusted from the name. A bad image fails alone as an item with its
 reason, and so does an archive entry whose name leads out of the archive; what threatens the
 service (too many files, zip bombs, nested archives) rejects the whole request. Only headers
-are read here: decoding is the worker's job.
+and file structure are read here (`ml.preprocess.read_header`, the worker's own checks):
+decoding is the worker's job.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import zipfile
 from dataclasses import dataclass
 
 from fastapi import HTTPException, UploadFile
-from PIL import Image, UnidentifiedImageError
 
 from jobs.settings import Settings
 from jobs.store import NewItem
-from ml.preprocess import NotAnImageError
+from ml.image_errors import PreprocessError
+from ml.preprocess import read_header
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 ARCHIVE_MAGIC = (*ZIP_MAGIC, b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf", b"Rar!")
@@ -60,20 +61,10 @@ def _sniff_image(name: str, data: bytes, settings: Settings) -> NewItem:
         limit = settings.max_file_bytes / MB
         return NewItem(name, error=f"The file is larger than the {limit:g} MB limit per image.")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-    except Image.DecompressionBombError:
-        return _too_large(name, settings)
-    except (UnidentifiedImageError, OSError, SyntaxError):
-        return NewItem(name, error=NotAnImageError().message)
-    if width * height > settings.max_image_pixels:
-        return _too_large(name, settings)
+        read_header(data, settings.file_limits())
+    except PreprocessError as error:
+        return NewItem(name, error=error.message)
     return NewItem(name, data=data)
-
-
-def _too_large(name: str, settings: Settings) -> NewItem:
-    limit = settings.max_image_pixels
-    return NewItem(name, error=f"The image has more than the {limit:,} pixels allowed.")
 
 
 def _expand_zip(name: str, data: bytes, settings: Settings) -> list[NewItem]:

@@ -16,7 +16,14 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from PIL import Image
 
+from bench.crafted_images import (
+    encode,
+    exif_sharing_one_blob,
+    gif_with_comment,
+    repeating_a_scan,
+)
 from tests.service.test_service import upload, wait_for, zip_of
 
 JOBS = "/api/v1/jobs"
@@ -64,6 +71,10 @@ def lying_zip_bomb(size: int) -> bytes:
     return bytes(archive)
 
 
+def converted(png: bytes, file_format: str, **options: object) -> bytes:
+    return encode(Image.open(io.BytesIO(png)), file_format, **options)
+
+
 def tar_gz(entries: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
@@ -77,9 +88,31 @@ def tar_gz(entries: dict[str, bytes]) -> bytes:
 # name, its bytes (built from the good PNG), and the message its failed item must carry; None
 # when the file is to be read like any image.
 ITEM_CORPUS: list[tuple[str, Callable[[bytes], bytes], str | None]] = [
-    ("bomb.png", lambda _: decompression_bomb(), "pixels allowed"),
-    ("100mp.png", lambda _: hundred_megapixels(), "pixels allowed"),
+    ("bomb.png", lambda _: decompression_bomb(), "megapixels; the limit is"),
+    ("100mp.png", lambda _: hundred_megapixels(), "megapixels; the limit is"),
     ("frames.gif", lambda _: animation(5000), "more than 100 animation frames"),
+    # Decoder bombs: a few kilobytes that would cost Pillow seconds or gigabytes.
+    (
+        "scans.jpg",
+        lambda png: repeating_a_scan(converted(png, "JPEG", progressive=True), times=500),
+        "more than 100 progressive scans",
+    ),
+    (
+        "exif.png",
+        lambda png: converted(png, "PNG", exif=exif_sharing_one_blob(tags=300, blob=50_000)),
+        "same bytes many times",
+    ),
+    (
+        "pieces.gif",
+        lambda png: gif_with_comment(converted(png, "GIF"), [b"a"] * 12_000),
+        "more than 10,000 metadata entries",
+    ),
+    # A long comment is no reason to refuse a GIF: the decoder is handed its image alone.
+    (
+        "comment.gif",
+        lambda png: gif_with_comment(converted(png, "GIF"), [b"c" * 255] * 600),
+        None,
+    ),
     ("lying.zip/zeros.png", lambda _: lying_zip_bomb(3_000_000), "Could not be extracted"),
     ("slip.zip/../../evil.png", lambda png: zip_of({"../../evil.png": png}), "leads out"),
     ("abs.zip//etc/evil.png", lambda png: zip_of({"/etc/evil.png": png}), "leads out"),
