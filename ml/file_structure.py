@@ -71,7 +71,9 @@ JPEG_STANDALONE_MARKERS = frozenset((0x01, *range(0xD0, 0xD9)))
 TIFF_TYPE_SIZES = np.array([0, 1, 1, 2, 4, 8, 1, 1, 2, 4, 8, 4, 8, 4, 0, 0, 8, 8, 8], np.uint64)
 # StripOffsets and TileOffsets: Pillow makes one decoder call per value.
 TIFF_PART_TAGS = (273, 324)
-GIF_FULL_SUB_BLOCK = 255
+# GIF sub-blocks shorter than this count against the entry limit: encoders fill them (255
+# bytes), so only the last of a run, or an XMP packet's, is short, and the walk stays cheap.
+GIF_SHORT_SUB_BLOCK = 64
 
 
 def for_decoder(data: bytes, limits: FileLimits) -> bytes:
@@ -180,9 +182,8 @@ def _first_gif_frame(data: bytes, limits: FileLimits) -> bytes:
             position += 2
         else:
             break
-        # Sub-blocks: image data comes in full ones; short ones count against the budget.
         while position < len(data) and data[position]:
-            if data[position] < GIF_FULL_SUB_BLOCK:
+            if data[position] < GIF_SHORT_SUB_BLOCK:
                 next(entries)
             position += data[position] + 1
         position += 1
