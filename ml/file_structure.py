@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import TiffImagePlugin
 
 from ml.image_errors import ImageTooComplexError, TooManyFramesError
 
@@ -36,13 +37,8 @@ GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
 JPEG_SIGNATURE = b"\xff\xd8"
 # A WebP file is a RIFF container that names its format at byte 8.
 WEBP_SIGNATURE = b"WEBP"
-# Byte order and BigTIFF-ness of every TIFF header (EXIF blocks are TIFF files too).
-TIFF_HEADERS = {
-    b"II*\x00": ("<", False),
-    b"MM\x00*": (">", False),
-    b"II+\x00": ("<", True),
-    b"MM\x00+": (">", True),
-}
+# Every TIFF header Pillow accepts (EXIF and multi-picture blocks are TIFF files too).
+TIFF_HEADERS = frozenset(TiffImagePlugin.PREFIXES)
 
 # Plain PNGs are decoded by libspng (pyspng), three times faster than Pillow on canvas exports:
 # those of these (colour type, bit depth) -> mode, and none of these chunks: animation (acTL),
@@ -63,17 +59,22 @@ NOT_PLAIN_PNG_CHUNKS = frozenset((b"acTL", b"tRNS", b"eXIf", b"tEXt", b"zTXt", b
 # anything but a stuffed zero, a restart marker or another 0xFF (fill).
 JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 JPEG_SOS, JPEG_EOI, JPEG_APP1, JPEG_APP2 = 0xDA, 0xD9, 0xE1, 0xE2
-# Segments that carry a TIFF-structured block Pillow parses when it opens the file.
-JPEG_DIRECTORY_PREFIXES = {JPEG_APP1: b"Exif\x00\x00", JPEG_APP2: b"MPF\x00"}
 JPEG_STANDALONE_MARKERS = frozenset((0x01, *range(0xD0, 0xD9)))
+# Pillow joins a JPEG's EXIF segments by repeated concatenation: more than this are refused.
+JPEG_MAX_EXIF_SEGMENTS = 16
 
 # Bytes per value of each TIFF field type (0: a type Pillow skips).
 TIFF_TYPE_SIZES = np.array([0, 1, 1, 2, 4, 8, 1, 1, 2, 4, 8, 4, 8, 4, 0, 0, 8, 8, 8], np.uint64)
-# StripOffsets and TileOffsets: Pillow makes one decoder call per value.
-TIFF_PART_TAGS = (273, 324)
-# GIF sub-blocks shorter than this count against the entry limit: encoders fill them (255
-# bytes), so only the last of a run, or an XMP packet's, is short, and the walk stays cheap.
-GIF_SHORT_SUB_BLOCK = 64
+# Types Pillow keeps as bytes (BYTE, ASCII, SBYTE, UNDEFINED); values of every other type become
+# one Python object each, and count against the entry limit.
+TIFF_BYTE_TYPES = (1, 2, 6, 7)
+# StripByteCounts and TileByteCounts pair with the offsets, which are counted.
+TIFF_PAIRED_TAGS = (279, 325)
+# Exif, GPS and Interoperability directories: Pillow loads them with the first one.
+TIFF_SUB_DIRECTORY_TAGS = (34665, 34853, 40965)
+# GIF sub-blocks and PNG image-data chunks shorter than this count against the entry limit:
+# encoders fill them, so only a run's last one (or an XMP packet's) is short, and walks stay cheap.
+SHORT_PIECE = 64
 
 
 def for_decoder(data: bytes, limits: FileLimits) -> bytes:
@@ -116,10 +117,11 @@ def plain_png(data: bytes, limits: FileLimits) -> tuple[int, int, str] | None:
 def _png_chunks(data: bytes, limits: FileLimits) -> Iterator[tuple[bytes, memoryview, bool]]:
     """Each chunk's type, contents and whether its checksum holds, up to IEND."""
     chunks, position = memoryview(data), len(PNG_SIGNATURE)
-    for _ in _entries(limits):
-        if position + 12 > len(data):
-            return
+    entries = _entries(limits)
+    while position + 12 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, position)
+        if kind != b"IDAT" or length < SHORT_PIECE:
+            next(entries)
         end = position + 8 + length
         checksum = zlib.crc32(chunks[position + 4 : end]).to_bytes(4, "big")
         yield kind, chunks[position + 8 : end], data[end : end + 4] == checksum
@@ -136,20 +138,27 @@ def _check_png(data: bytes, limits: FileLimits) -> None:
 
 def _check_jpeg(data: bytes, limits: FileLimits) -> None:
     """Count segments and scans, and check the EXIF and multi-picture blocks Pillow reads."""
-    position, scans = len(JPEG_SIGNATURE), 0
+    position, scans, exif, pictures = len(JPEG_SIGNATURE), 0, [], b""
     for _ in _entries(limits):
-        if position + 4 > len(data) or data[position] != 0xFF:
-            return
+        if position + 4 > len(data):
+            break
+        if data[position] != 0xFF:
+            # libjpeg and Pillow skip stray bytes to the next marker.
+            position = data.find(b"\xff", position)
+            if position < 0:
+                break
+            continue
         marker = data[position + 1]
         if marker in JPEG_STANDALONE_MARKERS or marker == 0xFF:
             position += 1 if marker == 0xFF else 2
             continue
         if marker == JPEG_EOI:
-            return
+            break
         end = position + 2 + int.from_bytes(data[position + 2 : position + 4], "big")
-        prefix = JPEG_DIRECTORY_PREFIXES.get(marker)
-        if prefix is not None and data.startswith(prefix, position + 4):
-            _walk_tiff(data[position + 4 + len(prefix) : end], limits, max_directories=1)
+        if marker == JPEG_APP1 and data.startswith(b"Exif\x00\x00", position + 4):
+            exif.append(data[position + 10 : end])
+        if marker == JPEG_APP2 and data.startswith(b"MPF\x00", position + 4):
+            pictures = data[position + 8 : end]
         position = end
         if marker == JPEG_SOS:
             scans += 1
@@ -160,8 +169,16 @@ def _check_jpeg(data: bytes, limits: FileLimits) -> None:
                 )
             found = JPEG_MARKER.search(data, position)
             if found is None:
-                return
+                break
             position = found.start()
+    if len(exif) > JPEG_MAX_EXIF_SEGMENTS:
+        raise ImageTooComplexError(
+            f"The JPEG's EXIF block comes in more than {JPEG_MAX_EXIF_SEGMENTS} pieces; "
+            "such files are not decoded."
+        )
+    # Pillow keeps every EXIF segment, joined, and the last multi-picture index.
+    for block in (b"".join(exif), pictures):
+        _walk_tiff(block, limits, max_directories=1)
 
 
 def _first_gif_frame(data: bytes, limits: FileLimits) -> bytes:
@@ -173,6 +190,7 @@ def _first_gif_frame(data: bytes, limits: FileLimits) -> bytes:
     header, control, first, frames = data[:position], b"", b"", 0
     entries = _entries(limits)
     while position < len(data) and frames <= limits.max_frames:
+        next(entries)
         start, block = position, data[position]
         if block == 0x2C:
             frames += 1
@@ -180,10 +198,14 @@ def _first_gif_frame(data: bytes, limits: FileLimits) -> bytes:
             position += 11 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0)
         elif block == 0x21:
             position += 2
-        else:
+        elif block == 0x3B:
             break
+        else:
+            # Pillow skips bytes it does not know, one at a time.
+            position += 1
+            continue
         while position < len(data) and data[position]:
-            if data[position] < GIF_SHORT_SUB_BLOCK:
+            if data[position] < SHORT_PIECE:
                 next(entries)
             position += data[position] + 1
         position += 1
@@ -192,7 +214,8 @@ def _first_gif_frame(data: bytes, limits: FileLimits) -> bytes:
         if block == 0x2C and not first:
             first = data[start:position]
     check_frames(frames, limits)
-    return header + control + first + b";" if first else data
+    # Without an image, Pillow is handed none, and finds the file damaged.
+    return header + control + first + b";"
 
 
 def _first_tiff_directory(data: bytes, limits: FileLimits) -> bytes:
@@ -201,60 +224,110 @@ def _first_tiff_directory(data: bytes, limits: FileLimits) -> bytes:
     check_frames(pages, limits)
     if pages < 2 or next_pointer is None:
         return data
-    size = 8 if TIFF_HEADERS[data[:4]][1] else 4
+    size = 8 if _TiffReader.layout(data)[1] else 4
     return data[:next_pointer] + bytes(size) + data[next_pointer + size :]
 
 
 def _walk_tiff(tiff: bytes, limits: FileLimits, max_directories: int) -> tuple[int, int | None]:
-    """Check up to `max_directories` directories of a TIFF-structured block: how many there
-    are and where the first one's pointer to the next lies (None: no directory).
+    """Check a TIFF-structured block, walking up to `max_directories` directories: how many
+    there are and where the first one's pointer to the next lies (None: no directory).
 
-    Entries (with strip and tile offsets) per directory are limited, and the values they point
-    at must not overlap: tags sharing one large blob are how a few kilobytes become gigabytes.
+    Entries per directory are limited (with every value Pillow unpacks one by one), and the
+    values of the first directory and its Exif, GPS and Interoperability directories, all of
+    which Pillow reads, must not overlap: tags sharing one large blob turn kilobytes into gigabytes.
     """
-    layout = TIFF_HEADERS.get(tiff[:4])
+    layout = _TiffReader.layout(tiff)
     if layout is None or len(tiff) < 16:
         return 0, None
-    order, big = layout
-    count_format, pointer_format = (order + "Q", order + "Q") if big else (order + "H", order + "I")
-    word = order + ("u8" if big else "u4")
-    entry = np.dtype(
-        [("tag", order + "u2"), ("type", order + "u2"), ("count", word), ("value", word)]
-    )
-    inline = 8 if big else 4
-    offset = struct.unpack_from(pointer_format, tiff, 8 if big else 4)[0]
-    directories, value_bytes, first_next, seen = 0, 0, None, set()
-    while offset and offset not in seen and directories < max_directories:
+    reader = _TiffReader(tiff, *layout, limits)
+    offset = reader.pointer(8 if reader.big else 4)
+    pages, first_next, seen = 0, None, set()
+    while offset and offset not in seen and pages < max_directories:
         seen.add(offset)
+        found = reader.directory(offset)
+        if found is None:
+            break
+        entries, next_at = found
+        if pages == 0:
+            first_next = next_at
+            reader.check_values(entries)
+        pages += 1
+        offset = reader.pointer(next_at)
+    return pages, first_next
+
+
+@dataclass
+class _TiffReader:
+    """Directories of one TIFF-structured block, read as Pillow reads them."""
+
+    tiff: bytes
+    order: str
+    big: bool
+    limits: FileLimits
+
+    @staticmethod
+    def layout(tiff: bytes) -> tuple[str, bool] | None:
+        """Byte order and BigTIFF-ness by Pillow's rules (43 at byte 2 means BigTIFF)."""
+        if tiff[:4] not in TIFF_HEADERS:
+            return None
+        return ("<" if tiff[:2] == b"II" else ">"), tiff[2] == 0x2B
+
+    @property
+    def entry(self) -> np.dtype:
+        word = self.order + ("u8" if self.big else "u4")
+        fields = [("tag", self.order + "u2"), ("type", self.order + "u2")]
+        return np.dtype([*fields, ("count", word), ("value", word)])
+
+    def pointer(self, at: int) -> int:
+        return struct.unpack_from(self.order + ("Q" if self.big else "I"), self.tiff, at)[0]
+
+    def directory(self, offset: int) -> tuple[np.ndarray, int] | None:
+        """The entries of the directory at `offset` and where its next-directory pointer lies;
+        None where it does not fit in the block."""
+        count_format = self.order + ("Q" if self.big else "H")
         entries_at = offset + struct.calcsize(count_format)
-        if entries_at > len(tiff):
-            break
-        count = struct.unpack_from(count_format, tiff, offset)[0]
-        if count > limits.max_metadata_entries:
-            raise _too_many_entries(limits)
-        next_at = entries_at + count * entry.itemsize
-        if next_at + struct.calcsize(pointer_format) > len(tiff):
-            break
-        entries = np.frombuffer(tiff, entry, count=count, offset=entries_at)
-        counts = np.minimum(entries["count"], len(tiff)).astype(np.uint64)
-        sizes = (
-            counts
-            * TIFF_TYPE_SIZES[np.where(entries["type"] < len(TIFF_TYPE_SIZES), entries["type"], 0)]
+        if entries_at > len(self.tiff):
+            return None
+        count = struct.unpack_from(count_format, self.tiff, offset)[0]
+        if count > self.limits.max_metadata_entries:
+            raise _too_many_entries(self.limits)
+        next_at = entries_at + count * self.entry.itemsize
+        if next_at + (8 if self.big else 4) > len(self.tiff):
+            return None
+        entries = np.frombuffer(self.tiff, self.entry, count=count, offset=entries_at)
+        unpacked = ~np.isin(entries["type"], TIFF_BYTE_TYPES) & ~np.isin(
+            entries["tag"], TIFF_PAIRED_TAGS
         )
-        in_file = (sizes > inline) & (entries["value"] <= len(tiff) - np.minimum(sizes, len(tiff)))
-        value_bytes += int(sizes[in_file].sum())
-        parts = int(counts[np.isin(entries["tag"], TIFF_PART_TAGS)].sum())
-        if count + parts > limits.max_metadata_entries:
-            raise _too_many_entries(limits)
-        if value_bytes > len(tiff):
+        if count + int(self.counts(entries)[unpacked].sum()) > self.limits.max_metadata_entries:
+            raise _too_many_entries(self.limits)
+        return entries, next_at
+
+    def counts(self, entries: np.ndarray) -> np.ndarray:
+        return np.minimum(entries["count"], len(self.tiff)).astype(np.uint64)
+
+    def check_values(self, first: np.ndarray) -> None:
+        """Refuse a first directory whose values, with its sub-directories', overlap."""
+        directories = [first]
+        for pointer in first["value"][np.isin(first["tag"], TIFF_SUB_DIRECTORY_TAGS)]:
+            found = self.directory(int(pointer)) if 0 < pointer < len(self.tiff) else None
+            directories += [found[0]] if found is not None else []
+        if sum(self.value_bytes(entries) for entries in directories) > len(self.tiff):
             raise ImageTooComplexError(
                 "The file's metadata points at the same bytes many times over; "
                 "such files are not decoded."
             )
-        directories += 1
-        first_next = next_at if first_next is None else first_next
-        offset = struct.unpack_from(pointer_format, tiff, next_at)[0]
-    return directories, first_next
+
+    def value_bytes(self, entries: np.ndarray) -> int:
+        """Bytes of the values stored outside the directory, within the block."""
+        types = entries["type"]
+        sizes = (
+            self.counts(entries) * TIFF_TYPE_SIZES[np.where(types < len(TIFF_TYPE_SIZES), types, 0)]
+        )
+        size = len(self.tiff)
+        in_block = (sizes > (8 if self.big else 4)) & (
+            entries["value"] <= size - np.minimum(sizes, size)
+        )
+        return int(sizes[in_block].sum())
 
 
 def _entries(limits: FileLimits) -> Iterator[None]:
