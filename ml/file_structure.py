@@ -15,6 +15,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from PIL import TiffImagePlugin
@@ -272,7 +273,7 @@ class _TiffReader:
             return None
         return ("<" if tiff[:2] == b"II" else ">"), tiff[2] == 0x2B
 
-    @property
+    @cached_property
     def entry(self) -> np.dtype:
         word = self.order + ("u8" if self.big else "u4")
         fields = [("tag", self.order + "u2"), ("type", self.order + "u2")]

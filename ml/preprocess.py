@@ -41,12 +41,10 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 # How files of the accepted formats begin (WebP's RIFF header also names "WEBP" at byte 8).
 IMAGE_SIGNATURES = (
     file_structure.PNG_SIGNATURE,
-    b"\xff\xd8\xff",
-    b"GIF87a",
-    b"GIF89a",
+    file_structure.JPEG_SIGNATURE,
+    *file_structure.GIF_SIGNATURES,
     b"BM",
-    b"II*\x00",
-    b"MM\x00*",
+    *file_structure.TIFF_HEADERS,
 )
 NUMERIC_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
@@ -198,11 +196,8 @@ def to_model_input(data: bytes, spec: InputSpec, limits: FileLimits = FileLimits
 def read_header(data: bytes, limits: FileLimits = FileLimits()) -> tuple[int, int]:
     """Width and height of an image file, after every check that reads no pixels: the gateway
     refuses with these before it accepts a file, the worker repeats them before decoding."""
-    plain_png = file_structure.plain_png(data, limits)
-    if plain_png is not None:
-        _check_pixels(plain_png[0], plain_png[1], limits.max_pixels)
-        return plain_png[0], plain_png[1]
-    return _open(data, limits)[0].size
+    plain_png = _plain_png(data, limits)
+    return plain_png[:2] if plain_png is not None else _open(data, limits)[0].size
 
 
 def array_to_model_input(array: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -260,11 +255,9 @@ def _from_spec_layout(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 def _decode_gray(data: bytes, limits: FileLimits) -> np.ndarray:
     """Check the file's structure and declared size, decode its first frame, flatten to grey."""
-    plain_png = file_structure.plain_png(data, limits)
+    plain_png = _plain_png(data, limits)
     if plain_png is not None:
-        width, height, mode = plain_png
-        _check_pixels(width, height, limits.max_pixels)
-        return _reduce_to(_flatten_pixels(_decode_png(data, mode)), DECODE_MAX_SIDE)
+        return _reduce_to(_flatten_pixels(_decode_png(data, plain_png[2])), DECODE_MAX_SIDE)
     image, checked = _open(data, limits)
     if image.format == "BMP" and image.info.get("compression") in BMP_RUN_LENGTH:
         return _reduce_to(_decode_run_length_bmp(checked), DECODE_MAX_SIDE)
@@ -310,6 +303,14 @@ def _open(data: bytes, limits: FileLimits) -> tuple[Image.Image, bytes]:
     _check_pixels(*image.size, limits.max_pixels)
     file_structure.check_frames(frames, limits)
     return image, checked
+
+
+def _plain_png(data: bytes, limits: FileLimits) -> tuple[int, int, str] | None:
+    """Width, height and mode of a PNG for libspng, its size checked; None for other files."""
+    plain_png = file_structure.plain_png(data, limits)
+    if plain_png is not None:
+        _check_pixels(plain_png[0], plain_png[1], limits.max_pixels)
+    return plain_png
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
