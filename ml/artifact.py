@@ -43,6 +43,19 @@ class InputSpec(BaseModel):
         return (pixels * self.scale - self.mean) / self.std
 
 
+class LogitCalibration(BaseModel):
+    """Calibrated logits are `logits / temperature + bias`, one bias per class (`ml.calibrate`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    temperature: float = Field(gt=0)
+    bias: list[float]
+
+    def apply(self, logits: torch.Tensor) -> torch.Tensor:
+        bias = torch.tensor(self.bias, dtype=logits.dtype, device=logits.device)
+        return logits / self.temperature + bias
+
+
 class ModelSpec(BaseModel):
     """Everything in model.json."""
 
@@ -55,6 +68,9 @@ class ModelSpec(BaseModel):
     input: InputSpec
     training: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
+    pen_line_calibration: LogitCalibration | None = Field(
+        None, description="applied to letters preprocessing found drawn as thin pen lines"
+    )
     created: str
 
     @property
@@ -110,6 +126,9 @@ def read_spec(directory: Path) -> ModelSpec:
         )
     if len(set(spec.labels)) != len(spec.labels) or not spec.labels:
         raise ModelArtifactError(f"{spec_path}: labels must be distinct and non-empty")
+    pen_lines = spec.pen_line_calibration
+    if pen_lines is not None and len(pen_lines.bias) != spec.num_classes:
+        raise ModelArtifactError(f"{spec_path}: pen_line_calibration needs one bias per label")
     return spec
 
 

@@ -60,14 +60,22 @@ class Predictor:
         network = fuse(model.network.eval())
         self.network = network.to(self.device, memory_format=torch.channels_last)
 
-    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, classes) for inputs shaped (N, 28, 28) or (N, 1, 28, 28)."""
+    def probabilities(self, inputs: np.ndarray, pen_lines: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities (N, classes) for inputs shaped (N, 28, 28) or (N, 1, 28, 28).
+
+        `pen_lines` (N booleans, from preprocessing) marks letters drawn as thin pen lines, read
+        with the model's pen-line calibration where it has one.
+        """
         batch = np.asarray(inputs, dtype=np.float32)
         if batch.ndim == 3:
             batch = batch[:, None]
         expected = (1, self.spec.input.height, self.spec.input.width)
         if batch.ndim != 4 or batch.shape[1:] != expected:
             raise ValueError(f"inputs must be (N, {expected[1]}, {expected[2]}), got {batch.shape}")
+        if pen_lines is not None:
+            pen_lines = np.asarray(pen_lines, dtype=bool)
+            if pen_lines.shape != (len(batch),):
+                raise ValueError(f"pen_lines must be {len(batch)} booleans, got {pen_lines.shape}")
         outputs = []
         low_precision = self.dtype != torch.float32
         with torch.inference_mode():
@@ -76,15 +84,21 @@ class Predictor:
                     self.device, memory_format=torch.channels_last
                 )
                 with torch.autocast(self.device.type, dtype=self.dtype, enabled=low_precision):
-                    logits = self.network(chunk)
-                outputs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+                    logits = self.network(chunk).float()
+                if pen_lines is not None and self.spec.pen_line_calibration is not None:
+                    chosen = torch.from_numpy(pen_lines[start : start + self.chunk_size])
+                    calibrated = self.spec.pen_line_calibration.apply(logits)
+                    logits = torch.where(chosen.to(self.device)[:, None], calibrated, logits)
+                outputs.append(torch.softmax(logits, dim=1).cpu().numpy())
         if not outputs:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return np.concatenate(outputs)
 
-    def predict(self, inputs: np.ndarray, k: int = 5) -> list[Prediction]:
+    def predict(
+        self, inputs: np.ndarray, k: int = 5, pen_lines: np.ndarray | None = None
+    ) -> list[Prediction]:
         """Per input, the top-k (character, probability) pairs, most probable first."""
-        probabilities = self.probabilities(inputs)
+        probabilities = self.probabilities(inputs, pen_lines)
         k = min(k, len(self.labels))
         top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
         return [

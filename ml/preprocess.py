@@ -188,9 +188,32 @@ def _thinning_tables() -> tuple[np.ndarray, np.ndarray]:
 THINNING_TABLES = _thinning_tables()
 
 
+@dataclass(frozen=True)
+class Letter:
+    """The upright white-on-black 28x28 uint8 letter, and whether it came as a pen line far thinner
+    than EMNIST's strokes (a canvas drawing, grown here): models may read those apart."""
+
+    pixels: np.ndarray
+    pen_line: bool
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One normalized (height, width) float32 model input and its letter's `pen_line`."""
+
+    pixels: np.ndarray
+    pen_line: bool
+
+
+def read_model_input(data: bytes, spec: InputSpec, limits: FileLimits = FileLimits()) -> ModelInput:
+    """Image file bytes -> one model input, as the service reads every image."""
+    letter = _letter_pixels(_decode_gray(data, limits))
+    return ModelInput(_shape_for_model(letter.pixels, spec), letter.pen_line)
+
+
 def to_model_input(data: bytes, spec: InputSpec, limits: FileLimits = FileLimits()) -> np.ndarray:
     """Image file bytes -> one normalized (height, width) float32 model input."""
-    return _shape_for_model(_letter_pixels(_decode_gray(data, limits)), spec)
+    return read_model_input(data, spec, limits).pixels
 
 
 def read_header(data: bytes, limits: FileLimits = FileLimits()) -> tuple[int, int]:
@@ -202,10 +225,10 @@ def read_header(data: bytes, limits: FileLimits = FileLimits()) -> tuple[int, in
 
 def array_to_model_input(array: np.ndarray, spec: InputSpec) -> np.ndarray:
     """An already decoded image (HxW grey, HxWx3 RGB or HxWx4 RGBA) -> one model input."""
-    return _shape_for_model(array_to_letter(array), spec)
+    return _shape_for_model(array_to_letter(array).pixels, spec)
 
 
-def array_to_letter(array: np.ndarray) -> np.ndarray:
+def array_to_letter(array: np.ndarray) -> Letter:
     """An already decoded image -> the upright white-on-black 28x28 uint8 letter, not normalized.
 
     bench.robustness frames pen lines with this, exactly as canvas letters are framed.
@@ -467,7 +490,7 @@ def _scale_channels(array: np.ndarray) -> np.ndarray:
 # --- the letter: grey image -> EMNIST-like 28x28 white-on-black ------------------------------
 
 
-def _letter_pixels(gray: np.ndarray) -> np.ndarray:
+def _letter_pixels(gray: np.ndarray) -> Letter:
     """Separate ink from paper, crop to it, even out the stroke and draw it as EMNIST did.
 
     Levels and the letter's box come from a small copy (or, before the image is called blank,
@@ -481,7 +504,8 @@ def _letter_pixels(gray: np.ndarray) -> np.ndarray:
     # The table is linear between paper and full ink (clipped beyond), so it may follow the
     # resize, which then works on grey levels and the table on far fewer pixels.
     ink = cv2.LUT(_resize(crop, size), table)
-    return _render(*_even_strokes(ink))
+    pixels, blur, pen_line = _even_strokes(ink)
+    return Letter(_render(pixels, blur), pen_line)
 
 
 def _find_ink(
@@ -766,8 +790,9 @@ def _main_span(profile: np.ndarray) -> tuple[int, int]:
     return int(starts[np.argmax(kept)]), int(ends[len(kept) - 1 - np.argmax(kept[::-1])])
 
 
-def _even_strokes(ink: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Ink with its stroke width in EMNIST's range, and whether it still needs EMNIST's blur.
+def _even_strokes(ink: np.ndarray) -> tuple[np.ndarray, bool, bool]:
+    """Ink with its stroke width in EMNIST's range, whether it still needs EMNIST's blur, and
+    whether it was a pen line thinner than nearly all of EMNIST's strokes.
 
     Strokes already in range keep their grey levels: binarizing them cost accuracy. A thin pen
     line is grown to EMNIST's typical width; a stroke fatter than nearly all of EMNIST's is
@@ -787,15 +812,15 @@ def _even_strokes(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     if width < low:
         target = THIN_STROKE_TARGET / LETTER_SIDE
         radius = round((target * extent - width) / (2 * (1 - target)))
-        return _by_disc(cv2.dilate, mask, min(radius, MAX_DILATION)), True
+        return _by_disc(cv2.dilate, mask, min(radius, MAX_DILATION)), True, True
     if width > high:
         # Eroding by r narrows strokes by 2r and the letter by 2r: solve for the target ratio.
         target = FAT_STROKE_TARGET / LETTER_SIDE
         radius = round((width - target * extent) / (2 * (1 - target)))
         thinned = _by_disc(cv2.erode, mask, radius) | skeleton(mask > 0) * np.uint8(255)
-        return thinned if thinned.any() else mask, True
+        return thinned if thinned.any() else mask, True, False
     edge = np.count_nonzero((pixels > peak * 0.05) & (pixels < peak * 0.95))
-    return pixels, edge < SOFT_EDGE * boundary
+    return pixels, edge < SOFT_EDGE * boundary, False
 
 
 def skeleton(mask: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from ml.artifact import (
     resolve_model_dir,
     save_model,
 )
-from ml.calibrate import TARGETS, calibrate, logits_of
+from ml.calibrate import TARGETS, calibrate, calibrate_pen_lines, logits_of
 from ml.data import (
     DEFAULT_DATA_DIR,
     EmnistSplit,
@@ -44,13 +44,8 @@ from ml.evaluate import evaluate, write_report
 from ml.extra_data import borrow
 from ml.metrics import macro_accuracy
 from ml.model import ARCHITECTURE, CharCNN
+from ml.pen_lines import redraw_as_pen
 from ml.predictor import pick_device
-from ml.preprocess import skeleton
-
-# Pen lines are drawn at twice the input's size with a disk of one of these radii, so after
-# reduction they are 2.5, 3.5 or 4.5 pixels wide: ml.preprocess widens thin canvas strokes to ~3.3.
-PEN_SCALE = 2
-PEN_RADII = (2, 3, 4)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -163,31 +158,6 @@ def jitter_strokes(
     thinner = -F.max_pool2d(-batch, 3, stride=1, padding=1)
     target = torch.where(amount > 0, thicker, thinner)
     return batch + amount.abs() * (target - batch)
-
-
-def redraw_as_pen(batch: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
-    """Some images redrawn as an even-width line along their centre line, as a canvas pen draws.
-
-    EMNIST strokes swell and thin with the pen's pressure; a canvas stroke never does, and without
-    such images a model reads canvas letters markedly worse than scanned ones.
-    """
-    chosen = torch.rand(batch.shape[0], generator=generator) < fraction
-    if not chosen.any():
-        return batch
-    enlarged = F.interpolate(batch[chosen], scale_factor=PEN_SCALE, mode="bilinear")
-    centre = torch.from_numpy(skeleton(enlarged.numpy() >= 128)).float()
-    radius = torch.tensor(PEN_RADII)[
-        torch.randint(len(PEN_RADII), (len(centre),), generator=generator)
-    ]
-    drawn = torch.empty_like(centre)
-    for r in PEN_RADII:
-        grid = torch.arange(-r, r + 1, dtype=torch.float32)
-        disk = ((grid[:, None] ** 2 + grid[None, :] ** 2) <= r * r + r).float()[None, None]
-        group = radius == r
-        drawn[group] = (F.conv2d(centre[group], disk, padding=r) > 0).float()
-    redrawn = batch.clone()
-    redrawn[chosen] = 255 * F.avg_pool2d(drawn, PEN_SCALE)
-    return redrawn
 
 
 def held_out_part(args: argparse.Namespace) -> tuple[float, int]:
@@ -382,8 +352,10 @@ def train(args: argparse.Namespace) -> Path:
 
     network.load_state_dict(best_state)
     network = network.to("cpu", memory_format=torch.contiguous_format).eval()
-    calibration = calibrate(
-        network, images[val_idx], torch.from_numpy(data.labels[val_idx]), spec_input, args.select_by
+    val_images, val_labels = images[val_idx], torch.from_numpy(data.labels[val_idx])
+    calibration = calibrate(network, val_images, val_labels, spec_input, args.select_by)
+    pen_lines, pen_line_record = calibrate_pen_lines(
+        network, val_images, val_labels, spec_input, args.select_by
     )
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     spec = ModelSpec(
@@ -400,10 +372,12 @@ def train(args: argparse.Namespace) -> Path:
             "config": config,
             "best": best,
             "calibration": calibration,
+            "pen_line_calibration": pen_line_record,
             "duration_s": round(duration, 1),
             "device": str(device),
             "threads": torch.get_num_threads(),
         },
+        pen_line_calibration=pen_lines,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     save_model(args.out, network, spec)

@@ -28,7 +28,12 @@ from ml.image_errors import (
     TooManyFramesError,
     TruncatedImageError,
 )
-from ml.preprocess import array_to_model_input, to_display_png, to_model_input
+from ml.preprocess import (
+    array_to_model_input,
+    read_model_input,
+    to_display_png,
+    to_model_input,
+)
 from tests.conftest import require
 
 SPEC = InputSpec(mean=0.1736, std=0.3317)
@@ -358,6 +363,17 @@ def test_thin_pen_and_fat_marker_end_up_with_emnist_strokes() -> None:
     for result in (thin, fat, REFERENCE):
         assert 2.2 <= stroke_width(result) <= 4.9
     assert mean_difference(thin, fat) < 15
+
+
+@pytest.mark.parametrize(("pen", "pen_line"), [(2, True), (8, True), (40, False), (60, False)])
+def test_only_a_pen_line_far_thinner_than_emnist_strokes_is_called_one(
+    pen: int, pen_line: bool
+) -> None:
+    """Models read those with a calibration of their own: letters in EMNIST's range must not be."""
+    data = encode(letter(side=400, pen=pen))
+    model_input = read_model_input(data, SPEC)
+    assert model_input.pen_line is pen_line
+    np.testing.assert_array_equal(model_input.pixels, to_model_input(data, SPEC))
 
 
 def test_detached_speck_and_noise_do_not_move_the_letter() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ml.pen_lines import redraw_as_pen
 from ml.preprocess import skeleton
-from ml.train import redraw_as_pen
 
 
 def bars(widths: list[int]) -> torch.Tensor:

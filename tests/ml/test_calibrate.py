@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from ml import load_model
-from ml.calibrate import Calibration, fit, fold
+from ml.artifact import LogitCalibration
+from ml.calibrate import fit, fold
 from ml.calibrate import main as calibrate_main
 from ml.metrics import macro_accuracy
 from ml.model import CharCNN
@@ -33,7 +34,8 @@ def test_the_fit_undoes_a_known_temperature_and_shift() -> None:
     observed = 2.5 * (true_logits - shift)
     calibration = fit(observed, labels, balanced=False)
     assert calibration.temperature == pytest.approx(2.5, rel=0.1)
-    centred = calibration.bias - calibration.bias.mean()
+    bias = torch.tensor(calibration.bias)
+    centred = bias - bias.mean()
     assert torch.allclose(centred, shift - shift.mean(), atol=0.2)
     before = F.cross_entropy(observed, labels)
     assert F.cross_entropy(calibration.apply(observed), labels) < before
@@ -54,7 +56,7 @@ def test_a_balanced_fit_gives_rare_classes_their_due() -> None:
 def test_folding_makes_the_network_compute_the_calibrated_logits() -> None:
     network = CharCNN(4).eval()
     x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(3))
-    calibration = Calibration(0.7, torch.tensor([0.3, -0.2, 0.0, 1.1]))
+    calibration = LogitCalibration(temperature=0.7, bias=[0.3, -0.2, 0.0, 1.1])
     with torch.no_grad():
         expected = calibration.apply(network(x))
         fold(network, calibration)
@@ -67,8 +69,41 @@ def test_training_ends_calibrated_on_its_validation_part(trained: Path) -> None:
     assert record["temperature"] > 0
     assert record["validation_images"] == training["validation_images"]
     assert record["fit"] == "class-balanced likelihood"  # the run kept its best macro accuracy
+    pen_lines = training["pen_line_calibration"]
+    assert pen_lines["temperature"] == pytest.approx(
+        load_model(trained).spec.pen_line_calibration.temperature, abs=1e-4
+    )
+    assert 0 < pen_lines["validation_images"] <= training["validation_images"]
     with pytest.raises(SystemExit, match="already calibrated"):
         calibrate_main([str(trained), "--data-dir", data_dir_of(trained)])
+
+
+def earlier_copy(trained: Path, folder: Path, fit: str) -> dict:
+    """A copy of `trained` as a model made before the `fit` record existed; its model.json."""
+    shutil.copytree(trained, folder)
+    spec = json.loads((folder / "model.json").read_text())
+    del spec["training"][fit]
+    spec["pen_line_calibration"], spec["metrics"] = None, {}
+    (folder / "model.json").write_text(json.dumps(spec))
+    return spec
+
+
+def test_the_command_adds_a_pen_line_calibration_and_leaves_the_network(
+    trained: Path, tmp_path: Path
+) -> None:
+    earlier = tmp_path / "earlier"
+    spec = earlier_copy(trained, earlier, "pen_line_calibration")
+    weights_before = (earlier / "weights.pt").read_bytes()
+
+    calibrate_main([str(earlier), "--data-dir", data_dir_of(trained), "--pen-lines"])
+    added, fit_in_training = (
+        load_model(model).spec.pen_line_calibration for model in (earlier, trained)
+    )
+    assert added.temperature == pytest.approx(fit_in_training.temperature, rel=1e-3)
+    np.testing.assert_allclose(added.bias, fit_in_training.bias, atol=1e-3)
+    loaded = load_model(earlier)
+    assert loaded.spec.training["calibration"] == spec["training"]["calibration"]
+    assert (earlier / "weights.pt").read_bytes() == weights_before
 
 
 def test_a_second_round_validates_on_what_the_first_held_out(trained: Path, tmp_path: Path) -> None:
@@ -89,12 +124,10 @@ def test_the_command_calibrates_a_model_trained_before_calibration(
     trained: Path, tmp_path: Path
 ) -> None:
     earlier = tmp_path / "earlier"
-    shutil.copytree(trained, earlier)
-    spec = json.loads((earlier / "model.json").read_text())
-    del spec["training"]["calibration"]
-    spec["metrics"] = {}
-    (earlier / "model.json").write_text(json.dumps(spec))
+    earlier_copy(trained, earlier, "calibration")
     weights_before = (earlier / "weights.pt").read_bytes()
+    with pytest.raises(SystemExit, match="without --pen-lines first"):
+        calibrate_main([str(earlier), "--data-dir", data_dir_of(trained), "--pen-lines"])
 
     calibrate_main([str(earlier), "--data-dir", data_dir_of(trained), "--target", "accuracy"])
     loaded = load_model(earlier)
@@ -102,6 +135,7 @@ def test_the_command_calibrates_a_model_trained_before_calibration(
     assert (earlier / "weights.pt").read_bytes() != weights_before
     assert 0 <= loaded.spec.metrics["test"]["accuracy"] <= 1
     assert np.isfinite(loaded.spec.training["calibration"]["temperature"])
+    assert loaded.spec.pen_line_calibration is not None
 
 
 def test_an_ensemble_is_calibrated_through_its_members(trained: Path, tmp_path: Path) -> None:

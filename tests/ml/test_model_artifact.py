@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ml import Predictor, load_model
 from ml.artifact import ModelArtifactError
@@ -43,6 +44,33 @@ def test_predictor_returns_sorted_topk_summing_to_one(trained: Path) -> None:
         assert {c for c, _ in row} == {"I", "-", "O"}
 
 
+def test_only_pen_lines_are_read_with_the_pen_line_calibration(trained: Path) -> None:
+    loaded = load_model(trained)
+    calibration = loaded.spec.pen_line_calibration
+    assert calibration is not None and len(calibration.bias) == 3
+    inputs = loaded.spec.input.normalize(np.random.default_rng(2).random((6, 28, 28)) * 255)
+    predictor = Predictor(loaded, threads=1, chunk_size=4)
+    pen_lines = np.array([True, False, False, True, True, False])
+    plain = predictor.probabilities(inputs.astype(np.float32))
+    mixed = predictor.probabilities(inputs.astype(np.float32), pen_lines)
+    np.testing.assert_array_equal(mixed[~pen_lines], plain[~pen_lines])
+    expected = calibration.apply(torch.from_numpy(np.log(plain[pen_lines]))).softmax(dim=1)
+    np.testing.assert_allclose(mixed[pen_lines], expected.numpy(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="pen_lines must be 6 booleans"):
+        predictor.probabilities(inputs.astype(np.float32), pen_lines[:5])
+
+
+def test_a_pen_line_calibration_must_have_a_bias_per_label(trained: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "weights.pt").write_bytes((trained / "weights.pt").read_bytes())
+    spec = json.loads((trained / "model.json").read_text())
+    spec["pen_line_calibration"]["bias"] = [0.0, 0.0]
+    (broken / "model.json").write_text(json.dumps(spec))
+    with pytest.raises(ModelArtifactError, match="one bias per label"):
+        load_model(broken)
+
+
 def test_predictor_rejects_wrong_shape(trained: Path) -> None:
     predictor = Predictor(load_model(trained), threads=1)
     with pytest.raises(ValueError, match=r"inputs must be \(N, 28, 28\)"):
@@ -54,7 +82,7 @@ def test_weights_that_do_not_fit_the_spec_are_refused(trained: Path, tmp_path: P
     broken.mkdir()
     (broken / "weights.pt").write_bytes((trained / "weights.pt").read_bytes())
     spec = json.loads((trained / "model.json").read_text())
-    spec["labels"] = ["a", "b", "c", "d"]
+    spec["labels"], spec["pen_line_calibration"] = ["a", "b", "c", "d"], None
     (broken / "model.json").write_text(json.dumps(spec))
     with pytest.raises(ModelArtifactError, match="does not fit model.json"):
         load_model(broken)
