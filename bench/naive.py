@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
 from fastapi import FastAPI, File, HTTPException, UploadFile
 
 from jobs.settings import get_settings
 from ml import Predictor, load_model
 from ml.image_errors import PreprocessError
-from ml.preprocess import to_model_input
+from ml.preprocess import read_model_input
 
 
 def create_app() -> FastAPI:
@@ -34,10 +35,12 @@ def create_app() -> FastAPI:
     def predict(file: Annotated[UploadFile, File()]) -> dict:
         """Top-5 for one image, computed in this request's worker thread."""
         try:
-            model_input = to_model_input(file.file.read(), predictor.spec.input)
+            model_input = read_model_input(file.file.read(), predictor.spec.input)
         except PreprocessError as error:
             raise HTTPException(422, error.message) from error
-        top5 = predictor.predict(model_input[None])[0]
+        top5 = predictor.predict(
+            model_input.pixels[None], pen_lines=np.array([model_input.pen_line])
+        )[0]
         return {"top5": [{"label": label, "probability": p} for label, p in top5]}
 
     return app

@@ -17,10 +17,11 @@ from concurrent.futures import Future
 import numpy as np
 
 from ml.predictor import Prediction, Predictor
+from ml.preprocess import ModelInput
 
 logger = logging.getLogger(__name__)
 
-Request = tuple[np.ndarray, "Future[Prediction]"]
+Request = tuple[ModelInput, "Future[Prediction]"]
 
 # How long after a batch with company traffic counts as concurrent: longer than a client's round
 # trip, so the first image of each burst of concurrent clients waits for the rest of the burst.
@@ -46,8 +47,8 @@ class Coalescer:
         self._concurrent_until = 0.0
         threading.Thread(target=self._serve, name="coalescer", daemon=True).start()
 
-    def predict(self, model_input: np.ndarray) -> Prediction:
-        """Top-5 for one (28, 28) input; blocks until its batch has run."""
+    def predict(self, model_input: ModelInput) -> Prediction:
+        """Top-5 for one input; blocks until its batch has run."""
         future: Future[Prediction] = Future()
         with self._changed:
             self._queued.append((model_input, future))
@@ -74,7 +75,11 @@ class Coalescer:
         while True:
             batch = self._collect()
             try:
-                predictions = self._predictor.predict(np.stack([x for x, _ in batch]))
+                inputs = [model_input for model_input, _ in batch]
+                predictions = self._predictor.predict(
+                    np.stack([x.pixels for x in inputs]),
+                    pen_lines=np.array([x.pen_line for x in inputs]),
+                )
             except Exception as error:  # noqa: BLE001 - handed to every waiting caller
                 for _, future in batch:
                     future.set_exception(error)

@@ -27,9 +27,11 @@ _coalescers: dict[str, Coalescer] = {}
 class MeasuredPredictor(Predictor):
     """A predictor whose every forward pass is counted in the worker's metrics."""
 
-    def predict(self, inputs: np.ndarray, k: int = 5) -> list[Prediction]:
+    def predict(
+        self, inputs: np.ndarray, k: int = 5, pen_lines: np.ndarray | None = None
+    ) -> list[Prediction]:
         started = time.perf_counter()
-        predictions = super().predict(inputs, k)
+        predictions = super().predict(inputs, k, pen_lines)
         metrics.observe_forward_pass(self.spec.name, len(inputs), time.perf_counter() - started)
         return predictions
 

@@ -24,7 +24,7 @@ from jobs.settings import get_settings
 from ml.artifact import ModelArtifactError
 from ml.image_errors import PreprocessError
 from ml.predictor import Prediction, Predictor
-from ml.preprocess import to_display_png, to_model_input
+from ml.preprocess import ModelInput, read_model_input, to_display_png
 from worker import inference, metrics
 
 logger = logging.getLogger(__name__)
@@ -124,8 +124,8 @@ def _fail_unavailable(session: Session, job: Job) -> list[store.Outcome]:
     return failures
 
 
-def _model_input(item: Item, model: Predictor) -> np.ndarray:
-    return to_model_input(item.data or b"", model.spec.input, get_settings().file_limits())
+def _model_input(item: Item, model: Predictor) -> ModelInput:
+    return read_model_input(item.data or b"", model.spec.input, get_settings().file_limits())
 
 
 def _predict(
@@ -134,7 +134,7 @@ def _predict(
     """Outcomes for a batch, and the size of its forward pass (0 for canvas images, which the
     coalescer batches and records): unreadable images fail alone, the rest share one pass."""
     outcomes: list[store.Outcome] = []
-    readable: list[tuple[int, np.ndarray]] = []
+    readable: list[tuple[int, ModelInput]] = []
     for item in items:
         try:
             readable.append((item.index, _model_input(item, model)))
@@ -145,13 +145,15 @@ def _predict(
             outcomes.append(store.Outcome.failure(item.index, "The image could not be read."))
     if not readable:
         return outcomes, 0
-    inputs = np.stack([model_input for _, model_input in readable])
+    inputs = [model_input for _, model_input in readable]
     if for_canvas:
         predictions = [inference.coalescer(model_name).predict(x) for x in inputs]
     else:
-        predictions = model.predict(inputs)
+        predictions = model.predict(
+            np.stack([x.pixels for x in inputs]), pen_lines=np.array([x.pen_line for x in inputs])
+        )
     for (index, model_input), prediction in zip(readable, predictions, strict=True):
-        display = _display_png(model_input, model) if for_canvas else None
+        display = _display_png(model_input.pixels, model) if for_canvas else None
         outcomes.append(_success(index, prediction, display))
     return outcomes, 0 if for_canvas else len(readable)
 

@@ -32,7 +32,7 @@ from api.main import create_app
 from jobs.db import engine_for
 from jobs.queue import make_celery
 from jobs.settings import ROOT, Settings
-from ml.artifact import InputSpec, ModelSpec, save_model
+from ml.artifact import InputSpec, LogitCalibration, ModelSpec, save_model
 from ml.data import read_mapping
 from ml.model import ARCHITECTURE, CharCNN, Ensemble
 from tests.conftest import require
@@ -40,6 +40,9 @@ from tests.conftest import require
 POSTGRES_ADMIN = os.environ.get("HWR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("HWR_TEST_REDIS", "redis://127.0.0.1:6379/13")
 WORKER_START_S = 90
+# The untrained emnist47 reads every letter drawn as a thin pen line as this one, so that a test
+# can tell whether the service applied the model's pen-line calibration.
+PEN_LINE_LABEL = "X"
 
 
 def unavailable(reason: str) -> None:
@@ -63,11 +66,15 @@ def migrate(database_url: str) -> None:
 @pytest.fixture(scope="session")
 def models_dir(emnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Untrained models with the real label sets (the service tests need no accuracy); the 62
-    one is a two-network ensemble, as a shipped model may be."""
+    one is a two-network ensemble, as a shipped model may be, the 47 one has a pen-line
+    calibration that reads every pen line as `PEN_LINE_LABEL`."""
     folder = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     for name, split, members in (("emnist47", "pool47", 1), ("emnist62", "pool62", 2)):
         labels, _ = read_mapping(emnist_dir / f"emnist-{split}-mapping.txt")
+        pen_lines = LogitCalibration(
+            temperature=1, bias=[100.0 * (label == PEN_LINE_LABEL) for label in labels]
+        )
         spec = ModelSpec(
             name=name,
             architecture=ARCHITECTURE,
@@ -75,6 +82,7 @@ def models_dir(emnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
             labels=labels,
             input=InputSpec(mean=0.17, std=0.33),
             metrics={"accuracy": 0.0},
+            pen_line_calibration=pen_lines if members == 1 else None,
             created="test",
         )
         network = CharCNN(len(labels)) if members == 1 else Ensemble(len(labels), members)

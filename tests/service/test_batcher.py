@@ -11,6 +11,8 @@ import pytest
 
 from ml import Predictor, load_model
 from ml.predictor import Prediction
+from ml.preprocess import ModelInput
+from tests.service.conftest import PEN_LINE_LABEL
 from worker.batcher import Coalescer
 
 MAX_WAIT_S = 0.05
@@ -40,21 +42,26 @@ def test_concurrent_images_share_batches_and_get_their_own_answers(
     predictor: Predictor, coalescer: Coalescer, batch_sizes: list[int]
 ):
     inputs = np.random.default_rng(0).normal(size=(32, 28, 28)).astype(np.float32)
+    pen_lines = np.arange(32) % 3 == 0
 
     def client(number: int) -> list[Prediction]:
-        return [coalescer.predict(inputs[number]) for _ in range(5)]
+        model_input = ModelInput(inputs[number], bool(pen_lines[number]))
+        return [coalescer.predict(model_input) for _ in range(5)]
 
     with ThreadPoolExecutor(32) as clients:
         answers = list(clients.map(client, range(32)))
-    for mine, truth in zip(answers, predictor.predict(inputs), strict=True):
+    truths = predictor.predict(inputs, pen_lines=pen_lines)
+    assert {labels(truths[i])[0] for i in np.flatnonzero(pen_lines)} == {PEN_LINE_LABEL}
+    for mine, truth in zip(answers, truths, strict=True):
         assert all(labels(answer) == labels(truth) for answer in mine)
     assert sum(batch_sizes) == 160
     assert sum(batch_sizes) / len(batch_sizes) > 4, batch_sizes
 
 
 def test_a_lone_image_waits_at_most_the_max_wait(coalescer: Coalescer, batch_sizes: list[int]):
-    coalescer.predict(np.zeros((28, 28), np.float32))
+    blank = ModelInput(np.zeros((28, 28), np.float32), pen_line=False)
+    coalescer.predict(blank)
     started = time.monotonic()
-    coalescer.predict(np.zeros((28, 28), np.float32))
+    coalescer.predict(blank)
     assert time.monotonic() - started < MAX_WAIT_S + SCHEDULING_SLACK_S
     assert batch_sizes == [1, 1]

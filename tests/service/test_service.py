@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
 
 from jobs import store
 from jobs.db import session_scope
@@ -25,8 +26,8 @@ from jobs.store import NewItem
 from jobs.sweep import sweep_once
 from ml import Predictor, load_model
 from ml.data import load_split
-from ml.preprocess import to_model_input
-from tests.service.conftest import png_bytes
+from ml.preprocess import read_model_input
+from tests.service.conftest import PEN_LINE_LABEL, png_bytes
 
 JOBS = "/api/v1/jobs"
 FINISHED = ("succeeded", "failed", "canceled")
@@ -71,7 +72,10 @@ def test_job_of_emnist_images_matches_the_predictor(
     assert job["progress"] == {"total": 100, "done": 100, "failed": 0}
     predictor = Predictor(load_model(settings.models_dir / "emnist47"), device="cpu", threads=1)
     spec = predictor.spec.input
-    expected = predictor.predict(np.stack([to_model_input(data, spec) for data in emnist_pngs]))
+    inputs = [read_model_input(data, spec) for data in emnist_pngs]
+    pen_lines = np.array([x.pen_line for x in inputs])
+    assert 0 < pen_lines.sum() < 100  # the thinnest EMNIST strokes count as pen lines
+    expected = predictor.predict(np.stack([x.pixels for x in inputs]), pen_lines=pen_lines)
     items = job["results"]["items"]
     assert [item["index"] for item in items] == list(range(100))
     for item, top5 in zip(items, expected, strict=True):
@@ -99,6 +103,31 @@ def test_canvas_round_trip(client: TestClient, emnist_pngs: list[bytes]):
     assert result["status"] == "succeeded" and len(result["top5"]) == 5
     assert result["prediction"] == result["top5"][0]["label"]
     assert result["model_input"].startswith("data:image/png;base64,")
+
+
+def drawn_o(pen: int) -> bytes:
+    """An O drawn on a transparent 280x280 canvas with a pen `pen` pixels wide."""
+    canvas = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+    ImageDraw.Draw(canvas).ellipse([80, 50, 200, 230], outline=(0, 0, 0, 255), width=pen)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_thin_pen_line_is_read_with_the_pen_line_calibration(
+    client: TestClient, settings: Settings
+):
+    predictor = Predictor(load_model(settings.models_dir / "emnist47"), device="cpu", threads=1)
+    for pen, pen_line in ((3, True), (30, False)):
+        canvas = drawn_o(pen)
+        model_input = read_model_input(canvas, predictor.spec.input)
+        assert model_input.pen_line is pen_line
+        response = client.post("/api/v1/predict", files={"file": ("canvas.png", canvas)})
+        assert response.status_code == 200, response.text
+        read_as = response.json()["result"]["prediction"]
+        network_alone = predictor.predict(model_input.pixels[None])[0][0][0]
+        assert read_as == (PEN_LINE_LABEL if pen_line else network_alone)
+        assert network_alone != PEN_LINE_LABEL
 
 
 def test_idempotency_key(client: TestClient, emnist_pngs: list[bytes]):
