@@ -69,7 +69,7 @@ class ModelSpec(BaseModel):
     training: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     pen_line_calibration: LogitCalibration | None = Field(
-        None, description="applied to letters preprocessing found drawn as thin pen lines"
+        None, description="applied to letters preprocessing found drawn as even pen lines"
     )
     created: str
 

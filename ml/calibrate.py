@@ -11,7 +11,7 @@ is judged by macro accuracy (the training run's `--select-by`), or every image o
 
 A second temperature and set of biases, fit on the same validation images redrawn as even pen
 lines and framed by preprocessing, is kept in model.json for the letters preprocessing finds drawn
-as thin pen lines (canvas drawings): without EMNIST's frame the model leans towards digits
+as even pen lines (canvas drawings): without EMNIST's frame the model leans towards digits
 (`O` read as `0`), and a calibration of their own reads them about a point better (README).
 `--pen-lines` adds it to a model calibrated before it existed.
 """

@@ -63,7 +63,7 @@ class Predictor:
     def probabilities(self, inputs: np.ndarray, pen_lines: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities (N, classes) for inputs shaped (N, 28, 28) or (N, 1, 28, 28).
 
-        `pen_lines` (N booleans, from preprocessing) marks letters drawn as thin pen lines, read
+        `pen_lines` (N booleans, from preprocessing) marks letters drawn as even pen lines, read
         with the model's pen-line calibration where it has one.
         """
         batch = np.asarray(inputs, dtype=np.float32)

@@ -3,7 +3,9 @@
 The model only ever saw EMNIST (Cohen et al. 2017): white strokes on black, cropped to the ink,
 centred in a square with a small border, downsampled with antialiasing to 28x28. Every path that
 feeds a model goes through here, so user images are decoded safely, ink is separated from paper,
-stroke width is brought into EMNIST's range and the result is shaped by the model's `InputSpec`.
+stroke width is brought into EMNIST's range and the result is shaped by the model's `InputSpec`;
+a letter drawn as an even pen line (as a canvas draws it) is marked as one
+(`ModelInput.pen_line`), for the model's pen-line calibration (`ml.calibrate`).
 Files are decoded by libspng (plain PNGs, such as canvas exports) or Pillow; the pixel work is
 OpenCV's, on numpy arrays.
 """
@@ -162,12 +164,18 @@ BLUR_SIGMA = 0.5
 # Ink with fewer edge pixels (between 5% and 95% of its peak) than this per boundary pixel has
 # crisp edges (a canvas, a marker: about 2) and gets EMNIST's blur; EMNIST's own, enlarged, 5-10.
 SOFT_EDGE = 3.5
+# A pen of one width draws strokes whose distance to the edge along their centre (the ridge of
+# the distance transform, stroke ends left out) varies little: by at most this share of its mean
+# (standard deviation over mean) for the 5% most even of 6,000 pool47 train letters, and for
+# most letters drawn on this service's draw page (README, "Preprocessing robustness").
+EVEN_STROKE_VARIATION = 0.075
 # Dilation never goes beyond this many working pixels.
 MAX_DILATION = 8
 # Every grey level, for lookup tables.
 LEVELS = np.arange(256, dtype=np.float32)
 # A pixel and its four neighbours: a pixel of ink is inside the ink where all of them are ink.
 CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+SQUARE = np.ones((3, 3), dtype=np.uint8)
 
 
 def _thinning_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -190,8 +198,9 @@ THINNING_TABLES = _thinning_tables()
 
 @dataclass(frozen=True)
 class Letter:
-    """The upright white-on-black 28x28 uint8 letter, and whether it came as a pen line far thinner
-    than EMNIST's strokes (a canvas drawing, grown here): models may read those apart."""
+    """The upright white-on-black 28x28 uint8 letter, and whether it was drawn as an even pen line
+    (a canvas drawing: far thinner than EMNIST's strokes, or of one width all along, as only the
+    most even 5% of EMNIST's letters are), which models may read apart."""
 
     pixels: np.ndarray
     pen_line: bool
@@ -792,7 +801,8 @@ def _main_span(profile: np.ndarray) -> tuple[int, int]:
 
 def _even_strokes(ink: np.ndarray) -> tuple[np.ndarray, bool, bool]:
     """Ink with its stroke width in EMNIST's range, whether it still needs EMNIST's blur, and
-    whether it was a pen line thinner than nearly all of EMNIST's strokes.
+    whether it was drawn as an even pen line (thinner than nearly all of EMNIST's strokes, or
+    of one width all along).
 
     Strokes already in range keep their grey levels: binarizing them cost accuracy. A thin pen
     line is grown to EMNIST's typical width; a stroke fatter than nearly all of EMNIST's is
@@ -820,7 +830,15 @@ def _even_strokes(ink: np.ndarray) -> tuple[np.ndarray, bool, bool]:
         thinned = _by_disc(cv2.erode, mask, radius) | skeleton(mask > 0) * np.uint8(255)
         return thinned if thinned.any() else mask, True, False
     edge = np.count_nonzero((pixels > peak * 0.05) & (pixels < peak * 0.95))
-    return pixels, edge < SOFT_EDGE * boundary, False
+    return pixels, edge < SOFT_EDGE * boundary, _drawn_evenly(mask)
+
+
+def _drawn_evenly(mask: np.ndarray) -> bool:
+    """Whether the strokes keep one width all along, as a canvas pen draws them."""
+    distance = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+    ridge = distance[(distance >= cv2.dilate(distance, SQUARE)) & (mask > 0)]
+    ridge = ridge[ridge >= np.percentile(ridge, 10)]
+    return bool(ridge.std() <= EVEN_STROKE_VARIATION * ridge.mean())
 
 
 def skeleton(mask: np.ndarray) -> np.ndarray:

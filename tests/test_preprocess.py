@@ -365,15 +365,37 @@ def test_thin_pen_and_fat_marker_end_up_with_emnist_strokes() -> None:
     assert mean_difference(thin, fat) < 15
 
 
-@pytest.mark.parametrize(("pen", "pen_line"), [(2, True), (8, True), (40, False), (60, False)])
-def test_only_a_pen_line_far_thinner_than_emnist_strokes_is_called_one(
-    pen: int, pen_line: bool
+def ring(pen: int) -> Image.Image:
+    """An O drawn on a white 400x400 canvas with a pen `pen` pixels wide, as the draw page does."""
+    canvas = Image.new("L", (400, 400), 255)
+    ImageDraw.Draw(canvas).ellipse([110, 60, 290, 340], outline=17, width=pen)
+    return canvas
+
+
+@pytest.mark.parametrize(
+    ("drawing", "pen_line"),
+    [(letter(side=400, pen=2), True), (letter(side=400, pen=8), True), (ring(40), True)],
+)
+def test_a_letter_drawn_with_an_even_pen_is_called_a_pen_line(
+    drawing: Image.Image, pen_line: bool
 ) -> None:
-    """Models read those with a calibration of their own: letters in EMNIST's range must not be."""
-    data = encode(letter(side=400, pen=pen))
+    """Far thinner than EMNIST's strokes, or one width all along: models read those apart."""
+    data = encode(drawing)
     model_input = read_model_input(data, SPEC)
     assert model_input.pen_line is pen_line
     np.testing.assert_array_equal(model_input.pixels, to_model_input(data, SPEC))
+
+
+def test_few_emnist_letters_are_taken_for_pen_lines() -> None:
+    """The thresholds are EMNIST's 5th percentiles of stroke width and of its evenness."""
+    require(DEFAULT_DATA_DIR.is_dir(), f"EMNIST data not found at {DEFAULT_DATA_DIR}")
+    images = load_split(DEFAULT_DATA_DIR, "pool47", "test").images[:100]
+    pages = [
+        Image.fromarray(255 - pixels).resize((112, 112), Image.Resampling.BICUBIC)
+        for pixels in images
+    ]
+    taken = [read_model_input(encode(page), SPEC).pen_line for page in pages]
+    assert sum(taken) <= 20
 
 
 def test_detached_speck_and_noise_do_not_move_the_letter() -> None:

@@ -40,7 +40,7 @@ from tests.conftest import require
 POSTGRES_ADMIN = os.environ.get("HWR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("HWR_TEST_REDIS", "redis://127.0.0.1:6379/13")
 WORKER_START_S = 90
-# The untrained emnist47 reads every letter drawn as a thin pen line as this one, so that a test
+# The untrained emnist47 reads every letter drawn as an even pen line as this one, so that a test
 # can tell whether the service applied the model's pen-line calibration.
 PEN_LINE_LABEL = "X"
 
