@@ -48,6 +48,9 @@ TOLERANCE_POINTS = 2.0
 # Confusions listed per style in the Markdown table (the JSON holds them all).
 CONFUSIONS_SHOWN = 6
 CANVAS_SIDE = 280
+# This service's draw page (frontend/index.html, js/draw.js): its canvas side and ink grey.
+DRAW_PAGE_SIDE = 400
+DRAW_PAGE_INK = 0x11
 # Browser canvas strokes are antialiased: strokes are drawn this many times larger, then reduced.
 SUPERSAMPLE = 4
 # The centre line is found on the EMNIST image enlarged this many times.
@@ -213,16 +216,46 @@ def falloff(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
 def pen_canvas(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
     """The letter's centre line drawn with a 1-3 px pen on a transparent 280x280 canvas.
 
-    Encoded as Chromium encodes a canvas export (`browser_png`), as the draw page sends it.
+    Encoded as Chromium encodes a canvas export (`browser_png`), as a canvas page sends it.
     """
+    strokes = centre_line_drawing(pixels, rng, CANVAS_SIDE, letter_sides=(150, 250), pens=(1, 3))
+    rgba = np.zeros((CANVAS_SIDE, CANVAS_SIDE, 4), dtype=np.uint8)
+    rgba[:, :, 3] = strokes
+    return browser_png(rgba)
+
+
+def draw_page(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """The letter's centre line as this service's draw page draws it: a pen 1/14 of the canvas.
+
+    #111 ink on a white 400x400 canvas, the letter about 35-60% of the canvas tall.
+    """
+    pen = DRAW_PAGE_SIDE / 14
+    strokes = centre_line_drawing(
+        pixels, rng, DRAW_PAGE_SIDE, letter_sides=(200, 330), pens=(pen, pen)
+    ).astype(np.int32)
+    gray = (255 - strokes * (255 - DRAW_PAGE_INK) // 255).astype(np.uint8)
+    rgba = np.dstack([gray, gray, gray, np.full_like(gray, 255)])
+    return browser_png(rgba)
+
+
+def centre_line_drawing(
+    pixels: np.ndarray,
+    rng: np.random.Generator,
+    side: int,
+    letter_sides: tuple[float, float],
+    pens: tuple[float, float],
+) -> np.ndarray:
+    """The letter's centre line drawn with a round pen (width drawn from `pens`) on a `side`
+    square canvas, anywhere on it, EMNIST's 28 pixels drawn from `letter_sides`; antialiased
+    as a browser draws. Ink 255 on 0."""
     enlarged = Image.fromarray(pixels).resize(
         (28 * THIN_SCALE, 28 * THIN_SCALE), Image.Resampling.BILINEAR
     )
     centre_line = skeleton(np.asarray(enlarged) >= 128)
-    scale = rng.uniform(150, 250) / (28 * THIN_SCALE) * SUPERSAMPLE
-    offset = rng.uniform(0, CANVAS_SIDE * SUPERSAMPLE - 28 * THIN_SCALE * scale, size=2)
-    width = round(rng.uniform(1, 3) * SUPERSAMPLE)
-    canvas = Image.new("L", (CANVAS_SIDE * SUPERSAMPLE,) * 2, 0)
+    scale = rng.uniform(*letter_sides) / (28 * THIN_SCALE) * SUPERSAMPLE
+    offset = rng.uniform(0, side * SUPERSAMPLE - 28 * THIN_SCALE * scale, size=2)
+    width = round(rng.uniform(*pens) * SUPERSAMPLE)
+    canvas = Image.new("L", (side * SUPERSAMPLE,) * 2, 0)
     draw = ImageDraw.Draw(canvas)
     rows, cols = np.nonzero(centre_line)
     points = set(zip(rows.tolist(), cols.tolist(), strict=True))
@@ -241,9 +274,7 @@ def pen_canvas(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
             if (row + d_row, col + d_col) in points:
                 end = (offset[0] + (col + d_col) * scale, offset[1] + (row + d_row) * scale)
                 draw.line([start, end], fill=255, width=width)
-    rgba = np.zeros((CANVAS_SIDE, CANVAS_SIDE, 4), dtype=np.uint8)
-    rgba[:, :, 3] = np.asarray(canvas.reduce(SUPERSAMPLE))
-    return browser_png(rgba)
+    return np.asarray(canvas.reduce(SUPERSAMPLE))
 
 
 def marker(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
@@ -273,6 +304,7 @@ STYLES: dict[str, Renderer] = {
     "marker": marker,
     "shadow": shadow,
     "falloff": falloff,
+    "draw_page": draw_page,
 }
 
 
@@ -293,7 +325,7 @@ def style_inputs(
     render: Renderer, images: np.ndarray, style_index: int, spec_input: InputSpec, seed: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Model inputs for every image rendered in one style, which of them preprocessing found drawn
-    as thin pen lines, and how many failed (those become all-background inputs)."""
+    as even pen lines, and how many failed (those become all-background inputs)."""
     inputs = np.empty((len(images), 28, 28), dtype=np.float32)
     pen_lines = np.zeros(len(images), dtype=bool)
     failures = 0
@@ -448,7 +480,7 @@ def markdown(results: dict) -> str:
         f"A style passes when its macro accuracy is within {results['tolerance_points']} points "
         "of the clean test images fed to the model directly.",
         "",
-        "Pen lines: the images preprocessing found drawn as thin pen lines, which the model "
+        "Pen lines: the images preprocessing found drawn as even pen lines, which the model "
         "reads with its pen-line calibration (`ml.calibrate`), and the style's macro accuracy "
         "had they been read without it.",
         "",

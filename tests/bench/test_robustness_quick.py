@@ -12,12 +12,20 @@ from bench.robustness import main
 
 
 def test_writes_every_reference_and_every_style(emnist_dir: Path, tmp_path: Path) -> None:
-    main(["--limit", "47", "--styles", "as_is", "pen_canvas", "--out", str(tmp_path)])
+    styles = ["as_is", "pen_canvas", "draw_page"]
+    main(["--limit", "47", "--styles", *styles, "--out", str(tmp_path)])
     results = json.loads((tmp_path / "robustness_emnist47.json").read_text())
     assert results["images"] == 47
     figures = [results[key] for key in ("clean", "pen_lines_no_preprocessing", "pen_lines_framed")]
-    figures += [results["styles"][name] for name in ("as_is", "pen_canvas")]
+    figures += [results["styles"][name] for name in styles]
     assert all(0 < row["macro_accuracy"] <= 1 for row in figures)
+    pen_lines = {name: results["styles"][name]["pen_lines"] for name in styles}
+    # Every 1-3 px line is read with the pen-line calibration, most of the draw page's even
+    # strokes too, few of EMNIST's own.
+    assert pen_lines["pen_canvas"] == 47
+    assert pen_lines["draw_page"] > 47 / 2 > 47 / 4 > pen_lines["as_is"]
+    canvas = results["styles"]["pen_canvas"]
+    assert 0 < canvas["macro_accuracy_without_pen_line_calibration"] <= 1
     for row in figures[1:]:
         lost = row["turned_wrong"]
         assert sum(lost["confusions"].values()) == lost["images"]
@@ -25,7 +33,7 @@ def test_writes_every_reference_and_every_style(emnist_dir: Path, tmp_path: Path
     table = (tmp_path / "robustness_emnist47.md").read_text()
     assert "| pen lines as training draws them (no preprocessing) |" in table
     assert "| the same pen lines, framed by preprocessing |" in table
-    assert "| pen_canvas |" in table
+    assert "| pen_canvas |" in table and "| draw_page |" in table
 
 
 def test_renders_each_model_s_own_split(emnist_dir: Path, tmp_path: Path) -> None:
