@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import get_args
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from ml import Predictor, load_model
@@ -36,9 +35,9 @@ from ml.artifact import InputSpec
 from ml.data import DEFAULT_DATA_DIR, load_split
 from ml.image_errors import PreprocessError
 from ml.metrics import macro_accuracy
-from ml.pen_lines import redraw_as_pen
+from ml.pen_lines import pen_lines_of
 from ml.predictor import Precision
-from ml.preprocess import array_to_letter, read_model_input, skeleton
+from ml.preprocess import read_model_input, skeleton
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPOSITORY / "bench" / "results"
@@ -411,13 +410,14 @@ def measure(
 
     clean_read = predict(spec_input.normalize(images.astype(np.float32)))
     clean = score(clean_read)
-    pixels = torch.from_numpy(images).float().unsqueeze(1)
-    redrawn = redraw_as_pen(pixels, 1.0, torch.Generator().manual_seed(seed))
-    unframed_pen_lines = against_clean(spec_input.normalize(redrawn[:, 0].numpy()))
-    framed = [array_to_letter(image) for image in redrawn[:, 0].byte().numpy()]
+    redrawn, framed = pen_lines_of(images, seed)
+    unframed_pen_lines = against_clean(spec_input.normalize(redrawn))
+    background = np.zeros((28, 28), dtype=np.uint8)
     framed_pen_lines = against_clean(
-        spec_input.normalize(np.stack([letter.pixels for letter in framed]).astype(np.float32)),
-        np.array([letter.pen_line for letter in framed]),
+        spec_input.normalize(
+            np.stack([background if f is None else f.pixels for f in framed]).astype(np.float32)
+        ),
+        np.array([f is not None and f.pen_line for f in framed]),
     )
     rows = {}
     for style_index, name in enumerate(styles):

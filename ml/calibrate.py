@@ -30,11 +30,9 @@ import torch.nn.functional as F
 from ml.artifact import InputSpec, LogitCalibration, load_model, save_model
 from ml.data import DEFAULT_DATA_DIR, held_out_seed, held_out_split, load_split
 from ml.evaluate import evaluate, write_report
-from ml.image_errors import PreprocessError
 from ml.metrics import macro_accuracy
 from ml.model import CharCNN
-from ml.pen_lines import redraw_as_pen
-from ml.preprocess import array_to_letter
+from ml.pen_lines import pen_lines_of
 
 TARGETS = ("macro_accuracy", "accuracy")
 CHUNK = 1024
@@ -119,29 +117,18 @@ def _fit_with_record(
     }
 
 
-def pen_line_letters(
-    images: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Uint8 images (N, 28, 28) redrawn as even pen lines and framed by preprocessing, as canvas
-    letters are served, with their labels; the few pen lines too faint to find are left out."""
-    generator = torch.Generator().manual_seed(0)
-    redrawn = redraw_as_pen(images.float().unsqueeze(1), 1.0, generator)[:, 0].byte().numpy()
-    letters, kept = [], []
-    for index, pixels in enumerate(redrawn):
-        try:
-            letters.append(array_to_letter(pixels).pixels)
-        except PreprocessError:
-            continue
-        kept.append(index)
-    return torch.from_numpy(np.stack(letters)), labels[kept]
-
-
 def calibrate_pen_lines(
     network: CharCNN, images: torch.Tensor, labels: torch.Tensor, spec: InputSpec, target: str
 ) -> tuple[LogitCalibration, dict[str, Any]]:
-    """The calibrated network's own calibration for pen-line letters, and model.json's record."""
-    letters, letter_labels = pen_line_letters(images, labels)
-    return _fit_with_record(logits_of(network, letters, spec), letter_labels, target)
+    """The calibrated network's own calibration for pen-line letters, and model.json's record:
+    fit on `images` redrawn as pen lines and framed as canvas letters are served (the few
+    too faint for preprocessing to find are left out)."""
+    _, framed = pen_lines_of(images.numpy(), seed=0)
+    kept = [index for index, letter in enumerate(framed) if letter is not None]
+    if not kept:
+        raise ValueError("no validation image redrawn as a pen line could be read back")
+    letters = torch.from_numpy(np.stack([framed[index].pixels for index in kept]))
+    return _fit_with_record(logits_of(network, letters, spec), labels[kept], target)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,10 +7,12 @@ once preprocessing has framed them (`ml.calibrate`); both draw them here.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ml.preprocess import skeleton
+from ml.image_errors import PreprocessError
+from ml.preprocess import Letter, array_to_letter, skeleton
 
 # Pen lines are drawn at twice the input's size with a disk of one of these radii, so after
 # reduction they are 2.5, 3.5 or 4.5 pixels wide: ml.preprocess widens thin canvas strokes to ~3.3.
@@ -19,11 +21,9 @@ PEN_RADII = (2, 3, 4)
 
 
 def redraw_as_pen(batch: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
-    """Some images redrawn as an even-width line along their centre line, as a canvas pen draws.
-
-    EMNIST strokes swell and thin with the pen's pressure; a canvas stroke never does, and without
-    such images a model reads canvas letters markedly worse than scanned ones.
-    """
+    """A `fraction` of the images (N, 1, 28, 28), chosen at random, redrawn as an even-width
+    line along their centre line; without such images a model reads canvas letters markedly
+    worse than scanned ones."""
     chosen = torch.rand(batch.shape[0], generator=generator) < fraction
     if not chosen.any():
         return batch
@@ -41,3 +41,19 @@ def redraw_as_pen(batch: torch.Tensor, fraction: float, generator: torch.Generat
     redrawn = batch.clone()
     redrawn[chosen] = 255 * F.avg_pool2d(drawn, PEN_SCALE)
     return redrawn
+
+
+def pen_lines_of(images: np.ndarray, seed: int) -> tuple[np.ndarray, list[Letter | None]]:
+    """Uint8 images (N, 28, 28) redrawn as pen lines, in EMNIST's frame (float, 0-255), and each
+    framed by preprocessing as a canvas letter is served (None where it finds no letter)."""
+    generator = torch.Generator().manual_seed(seed)
+    redrawn = redraw_as_pen(torch.from_numpy(images).float().unsqueeze(1), 1.0, generator)
+    pixels = redrawn[:, 0].numpy()
+    return pixels, [_framed(letter) for letter in pixels.astype(np.uint8)]
+
+
+def _framed(pixels: np.ndarray) -> Letter | None:
+    try:
+        return array_to_letter(pixels)
+    except PreprocessError:
+        return None

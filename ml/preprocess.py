@@ -165,16 +165,20 @@ BLUR_SIGMA = 0.5
 # crisp edges (a canvas, a marker: about 2) and gets EMNIST's blur; EMNIST's own, enlarged, 5-10.
 SOFT_EDGE = 3.5
 # A pen of one width draws strokes whose distance to the edge along their centre (the ridge of
-# the distance transform, stroke ends left out) varies little: by at most this share of its mean
+# the distance transform) varies little: by at most this share of its mean
 # (standard deviation over mean) for the 5% most even of 6,000 pool47 train letters, and for
 # most letters drawn on this service's draw page (README, "Preprocessing robustness").
 EVEN_STROKE_VARIATION = 0.075
+# Where a stroke ends or turns, the ridge comes closer to the edge whatever the pen: this lowest
+# share of the ridge (in percent) is left out of the measure.
+RIDGE_ENDS_PERCENT = 10
 # Dilation never goes beyond this many working pixels.
 MAX_DILATION = 8
 # Every grey level, for lookup tables.
 LEVELS = np.arange(256, dtype=np.float32)
 # A pixel and its four neighbours: a pixel of ink is inside the ink where all of them are ink.
 CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+# A pixel and its eight neighbours: a pixel on the ridge of a distance map is their maximum.
 SQUARE = np.ones((3, 3), dtype=np.uint8)
 
 
@@ -199,8 +203,8 @@ THINNING_TABLES = _thinning_tables()
 @dataclass(frozen=True)
 class Letter:
     """The upright white-on-black 28x28 uint8 letter, and whether it was drawn as an even pen line
-    (a canvas drawing: far thinner than EMNIST's strokes, or of one width all along, as only the
-    most even 5% of EMNIST's letters are), which models may read apart."""
+    (a canvas drawing: strokes thinner, or of one width more evenly, than 95% of EMNIST's),
+    which models may read apart."""
 
     pixels: np.ndarray
     pen_line: bool
@@ -233,7 +237,8 @@ def read_header(data: bytes, limits: FileLimits = FileLimits()) -> tuple[int, in
 
 
 def array_to_model_input(array: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """An already decoded image (HxW grey, HxWx3 RGB or HxWx4 RGBA) -> one model input."""
+    """An already decoded image (HxW grey, HxWx3 RGB or HxWx4 RGBA) -> one model input's pixels
+    (as `to_model_input`; `array_to_letter` also says whether it is a pen line)."""
     return _shape_for_model(array_to_letter(array).pixels, spec)
 
 
@@ -837,7 +842,7 @@ def _drawn_evenly(mask: np.ndarray) -> bool:
     """Whether the strokes keep one width all along, as a canvas pen draws them."""
     distance = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
     ridge = distance[(distance >= cv2.dilate(distance, SQUARE)) & (mask > 0)]
-    ridge = ridge[ridge >= np.percentile(ridge, 10)]
+    ridge = ridge[ridge >= np.percentile(ridge, RIDGE_ENDS_PERCENT)]
     return bool(ridge.std() <= EVEN_STROKE_VARIATION * ridge.mean())
 
 
