@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import numpy as np
 from fastapi import FastAPI, File, HTTPException, UploadFile
 
 from jobs.settings import get_settings
@@ -38,9 +37,7 @@ def create_app() -> FastAPI:
             model_input = read_model_input(file.file.read(), predictor.spec.input)
         except PreprocessError as error:
             raise HTTPException(422, error.message) from error
-        top5 = predictor.predict(
-            model_input.pixels[None], pen_lines=np.array([model_input.pen_line])
-        )[0]
+        top5 = predictor.predict_inputs([model_input])[0]
         return {"top5": [{"label": label, "probability": p} for label, p in top5]}
 
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from torch.fx.experimental.optimization import fuse
 
 from ml.artifact import LoadedModel
+from ml.preprocess import ModelInput
 
 Prediction = list[tuple[str, float]]
 Precision = Literal["auto", "float32", "bfloat16"]
@@ -85,10 +87,11 @@ class Predictor:
                 )
                 with torch.autocast(self.device.type, dtype=self.dtype, enabled=low_precision):
                     logits = self.network(chunk).float()
-                if pen_lines is not None and self.spec.pen_line_calibration is not None:
-                    chosen = torch.from_numpy(pen_lines[start : start + self.chunk_size])
-                    calibrated = self.spec.pen_line_calibration.apply(logits)
-                    logits = torch.where(chosen.to(self.device)[:, None], calibrated, logits)
+                calibration = self.spec.pen_line_calibration
+                chosen = None if pen_lines is None else pen_lines[start : start + self.chunk_size]
+                if calibration is not None and chosen is not None and chosen.any():
+                    chosen_rows = torch.from_numpy(chosen).to(self.device)[:, None]
+                    logits = torch.where(chosen_rows, calibration.apply(logits), logits)
                 outputs.append(torch.softmax(logits, dim=1).cpu().numpy())
         if not outputs:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
@@ -105,3 +108,11 @@ class Predictor:
             [(self.labels[c], float(row[c])) for c in classes]
             for row, classes in zip(probabilities, top, strict=True)
         ]
+
+    def predict_inputs(self, model_inputs: Sequence[ModelInput], k: int = 5) -> list[Prediction]:
+        """`predict` for what preprocessing returns, each input with its pen-line flag."""
+        return self.predict(
+            np.stack([x.pixels for x in model_inputs]),
+            k,
+            pen_lines=np.array([x.pen_line for x in model_inputs]),
+        )

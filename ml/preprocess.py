@@ -245,7 +245,7 @@ def array_to_model_input(array: np.ndarray, spec: InputSpec) -> np.ndarray:
 def array_to_letter(array: np.ndarray) -> Letter:
     """An already decoded image -> the upright white-on-black 28x28 uint8 letter, not normalized.
 
-    bench.robustness frames pen lines with this, exactly as canvas letters are framed.
+    `ml.pen_lines` frames pen lines with this, exactly as canvas letters are framed.
     """
     return _letter_pixels(_array_to_gray(np.asarray(array)))
 

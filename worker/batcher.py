@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
-import numpy as np
-
 from ml.predictor import Prediction, Predictor
 from ml.preprocess import ModelInput
 
@@ -75,11 +73,7 @@ class Coalescer:
         while True:
             batch = self._collect()
             try:
-                inputs = [model_input for model_input, _ in batch]
-                predictions = self._predictor.predict(
-                    np.stack([x.pixels for x in inputs]),
-                    pen_lines=np.array([x.pen_line for x in inputs]),
-                )
+                predictions = self._predictor.predict_inputs([x for x, _ in batch])
             except Exception as error:  # noqa: BLE001 - handed to every waiting caller
                 for _, future in batch:
                     future.set_exception(error)

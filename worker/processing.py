@@ -149,9 +149,7 @@ def _predict(
     if for_canvas:
         predictions = [inference.coalescer(model_name).predict(x) for x in inputs]
     else:
-        predictions = model.predict(
-            np.stack([x.pixels for x in inputs]), pen_lines=np.array([x.pen_line for x in inputs])
-        )
+        predictions = model.predict_inputs(inputs)
     for (index, model_input), prediction in zip(readable, predictions, strict=True):
         display = _display_png(model_input.pixels, model) if for_canvas else None
         outcomes.append(_success(index, prediction, display))
