@@ -41,6 +41,9 @@ def submit_job(
     upload = read_upload(files, model, settings)
     if for_canvas and len(upload.items) != 1:
         raise HTTPException(422, "Send exactly one image to /predict; use /jobs for more.")
+    if for_canvas and (refused := upload.items[0].error):
+        # One image and nothing else to accept: a job that could only fail would be noise.
+        raise HTTPException(422, refused)
     if idempotency_key and (
         earlier := _earlier_job(settings, owner, idempotency_key, upload.digest)
     ):

@@ -105,6 +105,25 @@ def test_canvas_round_trip(client: TestClient, emnist_pngs: list[bytes]):
     assert result["model_input"].startswith("data:image/png;base64,")
 
 
+def test_canvas_file_the_gateway_cannot_read_is_refused(client: TestClient, settings: Settings):
+    with session_scope(settings.database_url) as session:
+        jobs_before = session.query(Job).count()
+    for name, data, reason in (
+        ("notes.png", b"these are not pixels", "not a PNG"),
+        ("empty.png", b"", "empty"),
+        ("huge.png", png_bytes(np.zeros((2500, 2000), dtype=np.uint8)), "pixels"),
+    ):
+        response = client.post("/api/v1/predict", files={"file": (name, data)})
+        assert response.status_code == 422, response.text
+        assert reason in response.json()["detail"]
+    with session_scope(settings.database_url) as session:
+        assert session.query(Job).count() == jobs_before
+    blank = png_bytes(np.zeros((280, 280), dtype=np.uint8))
+    response = client.post("/api/v1/predict", files={"file": ("blank.png", blank)})
+    assert response.status_code == 200, response.text
+    assert response.json()["result"]["status"] == "failed"
+
+
 def thin_o() -> bytes:
     """An O drawn on a transparent 280x280 canvas with a 3 px pen."""
     canvas = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
