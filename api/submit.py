@@ -60,7 +60,7 @@ def submit_job(
             return earlier
         raise
     try:
-        enqueue_job(celery, job.id, settings.job_queue)
+        enqueue_job(celery, job.id, settings.job_queue, job.total, settings.job_task_items)
     except Exception:
         logger.exception("job %s stored but not enqueued; the sweep will enqueue it", job.id)
     return job.id

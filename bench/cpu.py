@@ -36,8 +36,8 @@ def _command_lines() -> Iterator[tuple[int, str]]:
             continue
 
 
-def one_process(pid: int) -> Finder:
-    return lambda: [pid]
+def these_processes(*pids: int) -> Finder:
+    return lambda: list(pids)
 
 
 def processes_matching(*words: str) -> Finder:

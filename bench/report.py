@@ -124,7 +124,8 @@ def markdown(results: dict) -> str:
         "",
         f"Measured {results['measured']} at {results['commit']} on {results['machine']}; "
         f"load average {load['before']} before, {load['after']} after; "
-        f"{results['duration_s']:g} s in all. Service settings: {settings}.",
+        f"{results['duration_s']:g} s in all. {results['workers']} worker process(es); "
+        f"service settings: {settings}.",
         "",
         "## Targets",
         "",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench import model_speed, preprocess_speed
 from bench.clients import batch_job, canvas_clients, one_request_each
-from bench.cpu import Finder, cpu_used, one_process, processes_matching
+from bench.cpu import Finder, cpu_used, processes_matching, these_processes
 from bench.images import scan_pngs, zipped
 from bench.report import markdown, save
 from bench.stack import Stack, running_stack
@@ -92,9 +92,12 @@ def batch_sizes_since(stack: Stack, since: datetime, coalesced: bool) -> dict:
 def cpu_parts(stack: Stack) -> dict[str, Finder]:
     """Every process that serves a request on this machine, the benchmark's own client too."""
     database = stack.settings.database_url.rsplit("/", 1)[-1]
+    pids: dict[str, list[int]] = {}
+    for name, child in stack.processes.items():
+        pids.setdefault(name.split("-")[0], []).append(child.pid)  # worker-2 counts as worker
     return {
-        **{name: one_process(child.pid) for name, child in stack.processes.items()},
-        "client": one_process(os.getpid()),
+        **{name: these_processes(*group) for name, group in pids.items()},
+        "client": these_processes(os.getpid()),
         "postgres": processes_matching("postgres:", database),
         "redis": processes_matching("redis-server"),
     }
@@ -167,11 +170,13 @@ def run(args: argparse.Namespace) -> dict:
     canvas = preprocess_speed.canvas_pngs(args.data_dir, CANVAS_IMAGES)
     scans = scan_pngs(args.data_dir, sizes.batch_images)
     archive = zipped(scans)
-    with running_stack(stack_settings(args, models, len(scans), len(archive))) as stack:
+    overrides = stack_settings(args, models, len(scans), len(archive))
+    with running_stack(overrides, args.workers) as stack:
         service = asyncio.run(measure_service(stack, sizes, canvas, scans, archive))
         settings = stack.settings.model_dump(
             include={"torch_threads", "worker_concurrency", "coalesce_max_batch",
-                     "coalesce_max_wait_ms", "inference_batch_size", "predict_wait_s"}
+                     "coalesce_max_wait_ms", "inference_batch_size", "job_task_items",
+                     "predict_wait_s"}
         )  # fmt: skip
     results = {
         "measured": started.isoformat(timespec="seconds"),
@@ -179,6 +184,7 @@ def run(args: argparse.Namespace) -> dict:
         "commit": commit(),
         "machine": ceiling["machine"],
         "cores": os.cpu_count(),
+        "workers": args.workers,
         "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "duration_s": round((datetime.now(UTC) - started).total_seconds(), 1),
         "settings": settings,
@@ -195,16 +201,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes")
     defaults = f"{RESULTS.relative_to(ROOT)}, with --quick {QUICK_RESULTS.relative_to(ROOT)}"
     parser.add_argument("--out", type=Path, help=f"results JSON, .md beside it ({defaults})")
-    parser.add_argument("--models-dir", type=Path, default=Settings().models_dir)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    add_stack_options(parser)
     parser.add_argument("--batch-images", type=int, help="images in the batch job")
     parser.add_argument("--canvas-seconds", type=float, help="seconds per canvas load")
     parser.add_argument("--clients", type=int, nargs="+", help="canvas client counts")
+    parser.add_argument("--workers", type=int, default=1, help="Celery worker processes")
+    return parser.parse_args(argv)
+
+
+def add_stack_options(parser: argparse.ArgumentParser) -> None:
+    """Where the models and data are, and service settings: what `stack_settings` reads."""
+    parser.add_argument("--models-dir", type=Path, default=Settings().models_dir)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE",
         help="a service setting for the stack, e.g. torch_threads=1 (repeatable)",
     )  # fmt: skip
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -146,8 +146,9 @@ def wait_until_ready(url: str, processes: dict[str, subprocess.Popen], logs: Pat
 
 
 @contextmanager
-def running_stack(overrides: dict[str, object]) -> Iterator[Stack]:
-    """Database, broker keys, worker, gateway and naive endpoint, all ready; torn down after."""
+def running_stack(overrides: dict[str, object], workers: int = 1) -> Iterator[Stack]:
+    """Database, broker keys, `workers` worker processes ("worker", "worker-2", ...), gateway and
+    naive endpoint, all ready; torn down after."""
     with ExitStack() as stack:
         state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hwr-bench-")))
         settings = Settings(
@@ -166,8 +167,14 @@ def running_stack(overrides: dict[str, object]) -> Iterator[Stack]:
         worker_argv = [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "-Q",
                        settings.job_queue, "-l", "warning", "--without-gossip", "--without-mingle",
                        "--without-heartbeat"]  # fmt: skip
+        worker_names = ["worker", *(f"worker-{n}" for n in range(2, workers + 1))]
         processes = {
-            "worker": stack.enter_context(process("worker", worker_argv, env, state)),
+            **{
+                name: stack.enter_context(
+                    process(name, [*worker_argv, "-n", f"{name}@%h"], env, state)
+                )
+                for name in worker_names
+            },
             "gateway": stack.enter_context(
                 process("gateway", uvicorn("api.main:create_app", gateway_port), env, state)
             ),

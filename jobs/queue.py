@@ -1,5 +1,8 @@
 """The Celery app both sides share: the gateway sends `run_job`, workers run it.
 
+A large job goes out as several tasks, each for a range of its items; the sweep sends one task
+for the whole job, which takes whatever is still missing.
+
 Tasks are acknowledged only after they ran and are re-queued when a worker dies mid-task; the
 database, not the broker, remembers what is left to do.
 """
@@ -53,5 +56,13 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def enqueue_job(app: Celery, job_id: uuid.UUID, queue: str) -> None:
-    app.send_task(RUN_JOB, args=[str(job_id)], queue=queue)
+def enqueue_job(
+    app: Celery, job_id: uuid.UUID, queue: str, items: int = 0, task_items: int = 0
+) -> None:
+    """One task for the whole job, or, for a job of more than `task_items` items, one task per
+    `task_items` of them, which several workers can run at once."""
+    if not task_items or items <= task_items:
+        app.send_task(RUN_JOB, args=[str(job_id)], queue=queue)
+        return
+    for first in range(0, items, task_items):
+        app.send_task(RUN_JOB, args=[str(job_id), first, first + task_items], queue=queue)

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
 
     predict_wait_s: float = Field(2.0, description="How long /predict waits before answering 202")
     inference_batch_size: int = Field(128, description="Items per forward pass in batch jobs")
+    job_task_items: int = Field(
+        1024, gt=0, description="Items per worker task: a larger job is split so workers share it"
+    )
     coalesce_max_batch: int = Field(64, description="Most canvas images in one forward pass")
     coalesce_max_wait_ms: float = Field(
         50.0, description="Longest a batch of concurrent canvas images waits to fill; 1 never waits"

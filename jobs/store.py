@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -144,8 +144,11 @@ def start_job(session: Session, job_id: uuid.UUID) -> Job | None:
     return job
 
 
-def pending_items(session: Session, job_id: uuid.UUID, limit: int, after: int = -1) -> list[Item]:
-    """The next items past index `after` without a result, only while the job is still running.
+def pending_items(
+    session: Session, job_id: uuid.UUID, limit: int, after: int = -1, stop: int | None = None
+) -> list[Item]:
+    """The next items past index `after` (and before `stop`) without a result, only while the job
+    is still running.
 
     Walking the primary key from `after` keeps each call to one short index range; an anti-join
     over the whole job gets a full-scan plan on Postgres that makes a 10,000-item job quadratic.
@@ -165,23 +168,40 @@ def pending_items(session: Session, job_id: uuid.UUID, limit: int, after: int = 
         .order_by(Item.index)
         .limit(limit)
     )
+    if stop is not None:
+        query = query.where(Item.index < stop)
     return list(session.scalars(query))
+
+
+def finish_if_complete(session: Session, job_id: uuid.UUID) -> None:
+    """Finish the job once every item has its result, whichever of its tasks gets there last.
+
+    Each task calls this in the transaction of its last save, and saves lock the job's row: the
+    count of the last one to take the lock sees every other task's results committed.
+    """
+    job = get_job(session, job_id, for_update=True)
+    if job is None:
+        return
+    results = session.scalar(select(func.count()).where(Result.job_id == job_id))
+    if results >= job.total:
+        finish_job(session, job_id, JobStatus.succeeded)
 
 
 def save_outcomes(session: Session, job_id: uuid.UUID, outcomes: Iterable[Outcome]) -> None:
     """Upsert results in one statement and mark the job as making progress."""
-    rows = [{"job_id": job_id, **asdict(outcome)} for outcome in outcomes]
+    # vars, not dataclasses.asdict, which deep-copies every top5 list.
+    rows = [{"job_id": job_id, **vars(outcome)} for outcome in outcomes]
     if not rows:
         return
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(Result).values(rows)
+    insert = dialect.insert(Result.__table__)
     columns = [name for name in rows[0] if name not in ("job_id", "index")]
-    session.execute(
-        insert.on_conflict_do_update(
-            index_elements=["job_id", "index"],
-            set_={name: insert.excluded[name] for name in columns},
-        )
+    # One statement, its rows as parameters: compiled once and cached, however many rows come.
+    upsert = insert.on_conflict_do_update(
+        index_elements=["job_id", "index"],
+        set_={name: insert.excluded[name] for name in columns},
     )
+    session.execute(upsert, rows)
     session.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow()))
 
 

@@ -1,4 +1,5 @@
-"""Running one job: preprocess and predict its pending items a batch at a time, save in bulk.
+"""Running one job, or one task's range of its items: preprocess and predict the pending items a
+batch at a time, save in bulk; whichever task saves the last result finishes the job.
 
 Safe to run twice or to resume: it only takes items without a result, and stops as soon as the
 job is no longer running (canceled, or finished by another delivery). Each transaction is redone
@@ -32,9 +33,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def run_job(job_id: uuid.UUID) -> None:
-    """Items are counted in the metrics once their transaction committed, never on a retry."""
-    started = _transaction(_start, job_id)
+def run_job(job_id: uuid.UUID, first: int = 0, stop: int | None = None) -> None:
+    """Items `first` to `stop` (all by default) that still lack a result. Items are counted in
+    the metrics once their transaction committed, never on a retry."""
+    started = _transaction(_start, job_id, first - 1, stop)
     if started is None:
         return
     job, items, saved = started
@@ -48,7 +50,7 @@ def run_job(job_id: uuid.UUID) -> None:
     while items:
         outcomes, forward_pass = _predict(items, model, job.model, for_canvas=False)
         after = items[-1].index
-        items = _transaction(_save, job_id, outcomes, forward_pass, after)
+        items = _transaction(_save, job_id, outcomes, forward_pass, after, stop)
         metrics.count_items(job.model, outcomes)
 
 
@@ -61,7 +63,7 @@ def _transaction(work: Callable[..., T], *args: object) -> T:
 
 
 def _start(
-    session: Session, job_id: uuid.UUID
+    session: Session, job_id: uuid.UUID, after: int, stop: int | None
 ) -> tuple[Job, list[Item], list[store.Outcome]] | None:
     """Mark the job running with its first batch; a canvas job is run to the end right here
     (no items left, and the outcome it saved)."""
@@ -70,9 +72,9 @@ def _start(
         return None
     if job.for_canvas:
         return job, [], _run_canvas(session, job)
-    items = store.pending_items(session, job_id, get_settings().inference_batch_size)
+    items = store.pending_items(session, job_id, get_settings().inference_batch_size, after, stop)
     if not items:
-        store.finish_job(session, job_id, JobStatus.succeeded)
+        store.finish_if_complete(session, job_id)
     return job, items, []
 
 
@@ -82,14 +84,15 @@ def _save(
     outcomes: list[store.Outcome],
     forward_pass: int,
     after: int,
+    stop: int | None,
 ) -> list[Item]:
-    """Save one batch and take the next; the job is finished when none is left."""
+    """Save one batch and take the next; the job is finished when no task has any left."""
     store.save_outcomes(session, job_id, outcomes)
     if forward_pass:
         store.record_batch(session, forward_pass, coalesced=False)
-    items = store.pending_items(session, job_id, get_settings().inference_batch_size, after)
+    items = store.pending_items(session, job_id, get_settings().inference_batch_size, after, stop)
     if not items:
-        store.finish_job(session, job_id, JobStatus.succeeded)
+        store.finish_if_complete(session, job_id)
     return items
 
 

@@ -39,10 +39,11 @@ def _load_models_without_fork(sender: Any, **_: Any) -> None:
 
 
 @app.task(name=RUN_JOB)
-def run_job(job_id: str) -> None:
-    """Process whatever the job still lacks; redelivery after a crash just resumes."""
+def run_job(job_id: str, first: int = 0, stop: int | None = None) -> None:
+    """Process whatever the job still lacks among items `first` to `stop` (all by default);
+    redelivery after a crash just resumes."""
     started = time.perf_counter()
     with job_context(job_id):
-        logger.info("job started")
-        processing.run_job(uuid.UUID(job_id))
+        logger.info("job started", extra={"first": first, "stop": stop})
+        processing.run_job(uuid.UUID(job_id), first, stop)
         logger.info("job done", extra={"seconds": round(time.perf_counter() - started, 3)})

@@ -288,6 +288,27 @@ def test_sweep_reenqueues_a_lost_job_and_redelivery_adds_nothing(
         assert store.progress(session, stored).done == 5
 
 
+def test_a_large_job_is_shared_out_as_tasks_over_ranges_of_items(
+    client: TestClient, settings: Settings, emnist_pngs: list[bytes]
+):
+    """Seven tasks of at most 16 items run at once in the worker's threads; whichever saves the
+    last result finishes the job, and each task's forward pass holds its range's images only."""
+    items = [NewItem(f"{i}.png", data) for i, data in enumerate(emnist_pngs)]
+    items[37] = NewItem("refused.png", error="refused at the gateway")
+    with session_scope(settings.database_url) as session:
+        job = store.create_job(session, "emnist47", items)
+    since = utcnow()
+    enqueue_job(make_celery(settings), job.id, "cpu", len(items), task_items=16)
+    finished = wait_for(client, str(job.id), limit=len(items))
+    assert finished["status"] == "succeeded"
+    assert finished["progress"] == {"total": 100, "done": 100, "failed": 1}
+    succeeded = [item for item in finished["results"]["items"] if item["status"] == "succeeded"]
+    assert len(succeeded) == 99 and all(item["prediction"] for item in succeeded)
+    with session_scope(settings.database_url) as session:
+        passes = store.batch_sizes(session, since, coalesced=False)
+    assert sorted(passes) == [4, 15, 16, 16, 16, 16, 16]
+
+
 def test_retention_deletes_old_finished_jobs(settings: Settings, emnist_pngs: list[bytes]):
     with session_scope(settings.database_url) as session:
         job = store.create_job(session, "emnist47", [NewItem("a.png", emnist_pngs[0])])
