@@ -90,8 +90,14 @@ def create_job(
 def get_job(
     session: Session, job_id: uuid.UUID, for_update: bool = False, owner: str | None = None
 ) -> Job | None:
-    """The job, or None when it is missing or (with `owner`) belongs to another key."""
-    job = session.get(Job, job_id, with_for_update=for_update)
+    """The job, or None when it is missing or (with `owner`) belongs to another key.
+
+    `for_update` locks its row FOR NO KEY UPDATE, as an UPDATE of it does: FOR UPDATE would also
+    wait for the key-share locks that inserting results takes on the row, and a task holding one
+    goes on to update the job, which waits for this lock: a deadlock between a job's tasks.
+    """
+    lock = {"key_share": True} if for_update else None
+    job = session.get(Job, job_id, with_for_update=lock)
     if job is None or (owner is not None and job.owner != owner):
         return None
     return job

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
+from sqlalchemy import insert, text
 
 from jobs import store
 from jobs.db import session_scope
 from jobs.queue import enqueue_job, make_celery
-from jobs.schema import Job, utcnow
+from jobs.schema import Job, Result, utcnow
 from jobs.settings import Settings
 from jobs.store import NewItem
 from jobs.sweep import sweep_once
@@ -307,6 +308,22 @@ def test_a_large_job_is_shared_out_as_tasks_over_ranges_of_items(
     with session_scope(settings.database_url) as session:
         passes = store.batch_sizes(session, since, coalesced=False)
     assert sorted(passes) == [4, 15, 16, 16, 16, 16, 16]
+
+
+def test_locking_a_job_does_not_wait_for_another_task_saving_results(
+    settings: Settings, emnist_pngs: list[bytes]
+):
+    """Inserting a result key-share locks its job's row until commit; a task that then locks the
+    row must not wait for that, as the inserting task goes on to wait for it (a deadlock)."""
+    items = [NewItem(f"{i}.png", data) for i, data in enumerate(emnist_pngs[:2])]
+    with session_scope(settings.database_url) as session:
+        job = store.create_job(session, "emnist47", items)
+    with session_scope(settings.database_url) as saving:
+        saving.execute(insert(Result).values(job_id=job.id, index=0, status="failed", error="test"))
+        with session_scope(settings.database_url) as locking:
+            locking.execute(text("SET LOCAL lock_timeout = '2s'"))
+            assert store.start_job(locking, job.id) is not None
+            store.finish_if_complete(locking, job.id)
 
 
 def test_retention_deletes_old_finished_jobs(settings: Settings, emnist_pngs: list[bytes]):
