@@ -3,7 +3,7 @@
 One job of 10,000 scans (one zip) on a real stack (own Postgres database and Redis keys) with 1
 and then 2 Celery worker processes, sent as one task for the whole job and as tasks of
 `HWR_JOB_TASK_ITEMS` (the default) items each; the median of a few runs per setup. Writes the
-JSON results and a markdown table beside them.
+JSON results and a markdown table beside them (`--out`; tests write theirs elsewhere).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from bench.stack import running_stack
 from jobs.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "job_spread.json"
-WORKER_COUNTS = (1, 2)
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -32,10 +31,9 @@ def measure(args: argparse.Namespace) -> dict:
         raise SystemExit(f"no trained model in {args.models_dir}: train one or pass --models-dir")
     scans = scan_pngs(args.data_dir, args.images)
     archive = zipped(scans)
-    split = Settings().job_task_items
     setups = []
-    for workers in WORKER_COUNTS:
-        for task_items in (len(scans), split):
+    for workers in args.workers:
+        for task_items in (len(scans), args.task_items):
             overrides = stack_settings(args, models, len(scans), len(archive))
             with running_stack({**overrides, "job_task_items": task_items}, workers) as stack:
                 jobs = [
@@ -94,6 +92,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_stack_options(parser)
     parser.add_argument("--images", type=int, default=10_000, help="images in the job")
     parser.add_argument("--repeats", type=int, default=3, help="jobs per setup")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker processes")
+    parser.add_argument(
+        "--task-items", type=int, default=Settings().job_task_items,
+        help="items per task when the job is split (default: the service's)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 

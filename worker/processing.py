@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from typing import TypeVar
@@ -32,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# One batch of a batch job computes at a time in a worker process: its task threads would only
+# contend for the GIL (README, "One job over several workers"); saving and loading overlap.
+_one_batch_at_a_time = threading.Lock()
+
 
 def run_job(job_id: uuid.UUID, first: int = 0, stop: int | None = None) -> None:
     """Items `first` to `stop` (all by default) that still lack a result. Items are counted in
@@ -48,7 +53,8 @@ def run_job(job_id: uuid.UUID, first: int = 0, stop: int | None = None) -> None:
         metrics.count_items(job.model, _transaction(_fail_unavailable, job))
         return
     while items:
-        outcomes, forward_pass = _predict(items, model, job.model, for_canvas=False)
+        with _one_batch_at_a_time:
+            outcomes, forward_pass = _predict(items, model, job.model, for_canvas=False)
         after = items[-1].index
         items = _transaction(_save, job_id, outcomes, forward_pass, after, stop)
         metrics.count_items(job.model, outcomes)

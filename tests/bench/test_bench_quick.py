@@ -1,4 +1,4 @@
-"""Keeps the service benchmark from rotting: its --quick path, on tiny sizes, end to end.
+"""Keeps the service benchmarks from rotting: their quick paths, on tiny sizes, end to end.
 
 Benchmarks are not tests: nothing here checks a timing, only that every section is there with
 positive, finite figures. Needs PostgreSQL and Redis (a failure in CI, a skip elsewhere).
@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import redis
 
+from bench.job_spread import main as job_spread
 from bench.run import main
 from bench.stack import POSTGRES_ADMIN, REDIS_URL
 from tests.conftest import require
@@ -73,3 +74,22 @@ def test_quick_run_writes_every_section(models_dir: Path, emnist_dir: Path, tmp_
     report = out.with_suffix(".md").read_text()
     for section in ("## Targets", "## Model ceiling", "## Batch job", "## Canvas"):
         assert section in report
+
+
+def test_job_spread_shares_one_job_between_two_workers(
+    models_dir: Path, emnist_dir: Path, tmp_path: Path
+):
+    """bench.job_spread on 40 images split 16 per task: three tasks, two worker processes."""
+    services_reachable()
+    out = tmp_path / "job_spread.json"
+    spread = ["--images", "40", "--repeats", "1", "--workers", "2", "--task-items", "16"]
+    job_spread([*spread, "--models-dir", str(models_dir), "--data-dir", str(emnist_dir),
+                "--out", str(out)])  # fmt: skip
+
+    setups = json.loads(out.read_text())["setups"]
+    assert [(s["workers"], s["task_items"], s["tasks"]) for s in setups] == [(2, 40, 1), (2, 16, 3)]
+    for setup in setups:
+        (job,) = setup["jobs"]
+        assert job["status"] == "succeeded" and setup["errors"] == 0
+        assert positive(setup["characters_per_second"])
+    assert "| 2 | 16 | 3 |" in out.with_suffix(".md").read_text()
