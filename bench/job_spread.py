@@ -26,15 +26,13 @@ RESULTS = Path(__file__).resolve().parent / "results" / "job_spread.json"
 
 
 def measure(args: argparse.Namespace) -> dict:
-    models = shipped_models(args.models_dir, Settings().model_names)
-    if not models:
-        raise SystemExit(f"no trained model in {args.models_dir}: train one or pass --models-dir")
+    models = shipped_models(args.models_dir)
     scans = scan_pngs(args.data_dir, args.images)
     archive = zipped(scans)
+    overrides = stack_settings(args, models, len(scans), len(archive))
     setups = []
     for workers in args.workers:
         for task_items in (len(scans), args.task_items):
-            overrides = stack_settings(args, models, len(scans), len(archive))
             with running_stack({**overrides, "job_task_items": task_items}, workers) as stack:
                 jobs = [
                     asyncio.run(batch_job(stack.gateway_url, archive, len(scans), models[0]))

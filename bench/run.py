@@ -53,9 +53,14 @@ FULL = Sizes(3.0, 200, 7, 10_000, 15.0, (1, 8, 32, 64), 8)
 QUICK = Sizes(0.5, 50, 3, 1_000, 3.0, (1, 8, 32, 64), 8)
 
 
-def shipped_models(models_dir: Path, names: list[str]) -> list[str]:
-    """The configured models that have weights in `models_dir`, in the configured order."""
-    return [name for name in names if (models_dir / name / WEIGHTS_FILE).is_file()]
+def shipped_models(models_dir: Path) -> list[str]:
+    """The configured models that have weights in `models_dir`, in the configured order; a
+    benchmark without any cannot run."""
+    names = Settings().model_names
+    models = [name for name in names if (models_dir / name / WEIGHTS_FILE).is_file()]
+    if not models:
+        raise SystemExit(f"no trained model in {models_dir}: train one or pass --models-dir")
+    return models
 
 
 def model_ceiling(models_dir: Path, models: list[str], seconds: float) -> dict:
@@ -158,9 +163,7 @@ def sizes_for(args: argparse.Namespace) -> Sizes:
 
 def run(args: argparse.Namespace) -> dict:
     sizes = sizes_for(args)
-    models = shipped_models(args.models_dir, Settings().model_names)
-    if not models:
-        raise SystemExit(f"no trained model in {args.models_dir}: train one or pass --models-dir")
+    models = shipped_models(args.models_dir)
     load_before = os.getloadavg()[0]
     started = datetime.now(UTC)
     ceiling = model_ceiling(args.models_dir, models, sizes.ceiling_seconds)

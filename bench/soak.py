@@ -349,9 +349,7 @@ def run(args: argparse.Namespace) -> dict:
     """The service's defaults on the shipped models, but no rate limit (every client here is one
     address) and no worker metrics port (another stack on this machine may hold it)."""
     plan = QUICK if args.quick else FULL
-    models = shipped_models(args.models_dir, Settings().model_names)
-    if not models:
-        raise SystemExit(f"no trained model in {args.models_dir}: train one or pass --models-dir")
+    models = shipped_models(args.models_dir)
     drawings = canvas_pngs(args.data_dir, CANVAS_IMAGES)
     archive = zipped(scan_pngs(args.data_dir, plan.batch_images))
     load_before = os.getloadavg()[0]
