@@ -10,15 +10,15 @@ database, not the broker, remembers what is left to do.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, get_args
 
 from celery import Celery
 from kombu import Queue
 
-from jobs.settings import Settings
+from jobs.settings import JobQueue, Settings
 
 RUN_JOB = "worker.tasks.run_job"
-QUEUES = ("cpu", "gpu")
+QUEUES = get_args(JobQueue)
 FILESYSTEM_POLL_S = 0.02
 FILESYSTEM_TRANSPORT = "jobs.filesystem_broker:Transport"
 

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 # A list setting, read from the environment as `a,b` or as JSON `["a", "b"]`.
 EnvList = Annotated[list[str], NoDecode]
+# The Celery queues workers consume: CPU workers take `cpu`, GPU workers `gpu` (and `cpu`).
+JobQueue = Literal["cpu", "gpu"]
 
 
 class Settings(BaseSettings):
@@ -33,7 +35,9 @@ class Settings(BaseSettings):
     models_dir: Path = Field(ROOT / "models", description="Folder holding one folder per model")
     model_names: EnvList = Field(["emnist47", "emnist62"], description="Models clients may pick")
     default_model: str = Field("emnist47", description="Model used when a request names none")
-    job_queue: str = Field("cpu", description="Celery queue the gateway sends jobs to (cpu|gpu)")
+    job_queue: JobQueue = Field(
+        "cpu", description="Celery queue the gateway sends jobs to (cpu|gpu)"
+    )
 
     max_file_bytes: int = Field(10_000_000, description="Largest single image; bigger ones fail")
     max_request_bytes: int = Field(100_000_000, description="Largest request body (413 beyond)")
@@ -57,7 +61,9 @@ class Settings(BaseSettings):
     )
     coalesce_max_batch: int = Field(64, description="Most canvas images in one forward pass")
     coalesce_max_wait_ms: float = Field(
-        50.0, description="Longest a batch of concurrent canvas images waits to fill; 1 never waits"
+        50.0,
+        description="Longest a batch of concurrent canvas images waits to fill "
+        "(a lone image never waits); 0: no wait",
     )
     torch_threads: int = Field(
         1,
@@ -86,7 +92,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(
         "json", description="`json`: one JSON object per line; `text`: for people"
     )
-    log_level: str = Field("INFO", description="Level of the service's own loggers")
+    log_level: str = Field(
+        "INFO", description="Root log level: our loggers, uvicorn, Celery and libraries alike"
+    )
     worker_metrics_port: int = Field(
         9808, description="Port of each worker's Prometheus endpoint; 0: none"
     )

@@ -1,4 +1,5 @@
-"""List settings read from the environment as people write them, comma-separated or JSON."""
+"""Settings read from the environment as people write them, and refused when no worker could
+follow them."""
 
 from __future__ import annotations
 
@@ -30,4 +31,11 @@ def test_list_settings_read_commas_and_json(
 def test_broken_json_list_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HWR_API_KEY_HASHES", '["abc",')
     with pytest.raises(ValidationError):
+        Settings()
+
+
+@pytest.mark.parametrize("queue", ["GPU", "gpus", ""])
+def test_a_queue_no_worker_consumes_is_refused(monkeypatch: pytest.MonkeyPatch, queue: str) -> None:
+    monkeypatch.setenv("HWR_JOB_QUEUE", queue)
+    with pytest.raises(ValidationError, match="job_queue"):
         Settings()
