@@ -297,7 +297,7 @@ def _decode_gray(data: bytes, limits: FileLimits) -> np.ndarray:
         return _reduce_to(_flatten_pixels(_decode_png(data, plain_png[2])), DECODE_MAX_SIDE)
     image, checked = _open(data, limits)
     if image.format == "BMP" and image.info.get("compression") in BMP_RUN_LENGTH:
-        return _reduce_to(_decode_run_length_bmp(checked), DECODE_MAX_SIDE)
+        return _reduce_to(_decode_run_length_bmp(checked, image.size), DECODE_MAX_SIDE)
     width, height = image.size
     if image.format in ("JPEG", "MPO"):
         reduction = max(width, height) / DECODE_MAX_SIDE
@@ -367,15 +367,17 @@ def _decode_png(data: bytes, mode: str) -> np.ndarray:
         raise TruncatedImageError() from error
 
 
-def _decode_run_length_bmp(data: bytes) -> np.ndarray:
-    """Grey pixels of a run-length BMP, by OpenCV: Pillow's decoder, in Python, lets one
-    1 kB file ask for gigabytes (a jump far past the image's end)."""
+def _decode_run_length_bmp(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """Grey pixels of a run-length BMP of `size` (its header's), by OpenCV: Pillow's decoder, in
+    Python, lets one 1 kB file ask for gigabytes (a jump far past the image's end)."""
+    if max(size) > OPENCV_MAX_SIDE:
+        raise ImageTooComplexError(
+            f"Run-length BMPs with a side over {OPENCV_MAX_SIDE:,} px are not decoded."
+        )
     try:
         gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     except cv2.error as error:
-        raise ImageTooComplexError(
-            f"Run-length BMPs with a side over {OPENCV_MAX_SIDE:,} px are not decoded."
-        ) from error
+        raise TruncatedImageError() from error
     if gray is None:
         raise TruncatedImageError()
     return gray

@@ -22,7 +22,12 @@ from bench.crafted_images import (
     sharing_one_blob,
 )
 from ml.file_structure import FileLimits
-from ml.image_errors import ImageTooComplexError, PreprocessError, TooManyFramesError
+from ml.image_errors import (
+    ImageTooComplexError,
+    PreprocessError,
+    TooManyFramesError,
+    TruncatedImageError,
+)
 from ml.preprocess import to_model_input
 from tests.test_preprocess import SPEC, animation, letter
 
@@ -120,6 +125,12 @@ def test_only_the_first_frame_is_read(file_format: str) -> None:
 
 def test_a_run_length_bmp_reads_as_its_pixels() -> None:
     np.testing.assert_array_equal(read(run_length_bmp(PIXELS)), EXPECTED)
+
+
+def test_a_run_length_bmp_cut_short_is_called_damaged() -> None:
+    whole = run_length_bmp(PIXELS)
+    with pytest.raises(TruncatedImageError, match="truncated or damaged"):
+        read(whole[: len(whole) * 2 // 3])
 
 
 @pytest.mark.parametrize(
