@@ -2,7 +2,7 @@
 worker, the gateway and the naive endpoint under uvicorn, each a subprocess.
 
 Nothing is shared with the tests or a dev instance: a fresh `hwr_bench_*` database, Redis db
-BENCH_REDIS_DB with a unique key prefix, free ports; all of it is removed on exit.
+`HWR_BENCH_REDIS` with a unique key prefix, free ports; all of it is removed on exit.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ import httpx
 import psycopg
 import redis
 from alembic.config import Config
+from sqlalchemy import make_url
 
 from alembic import command
 from jobs.db import engine_for
 from jobs.settings import ROOT, Settings
 
 POSTGRES_ADMIN = os.environ.get("HWR_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("HWR_BENCH_REDIS", "redis://127.0.0.1:6379/14")
+REDIS_URL = os.environ.get("HWR_BENCH_REDIS", "redis://127.0.0.1:6379/15")
 START_S = 120
 STOP_GRACE_S = 20
 
@@ -67,22 +68,32 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def migrate(database_url: str) -> None:
+    """The schema at head, made the only way it is made: by alembic."""
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", database_url)
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+
+
 @contextmanager
-def database() -> Iterator[str]:
-    """A uniquely named database migrated to head, dropped (connections and all) afterwards."""
-    name = f"hwr_bench_{uuid.uuid4().hex[:8]}"
+def database(admin_url: str = POSTGRES_ADMIN, prefix: str = "hwr_bench") -> Iterator[str]:
+    """A uniquely named database on the server `admin_url` reaches (its host, port and user),
+    migrated to head, dropped (connections and all) afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     try:
-        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=3)
+        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as error:
-        raise StackError(f"PostgreSQL not reachable at {POSTGRES_ADMIN}: {error}") from error
+        raise StackError(f"PostgreSQL not reachable at {admin_url}: {error}") from error
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        url = (
+            make_url(admin_url)
+            .set(drivername="postgresql+psycopg", database=name)
+            .render_as_string(hide_password=False)
+        )
         try:
-            config = Config(str(ROOT / "alembic.ini"))
-            config.set_main_option("sqlalchemy.url", url)
-            config.attributes["configure_logger"] = False
-            command.upgrade(config, "head")
+            migrate(url)
             yield url
         finally:
             engine_for(url).dispose()

@@ -4,7 +4,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh dev
 bash scripts/services.sh
-if [ ! -x /usr/bin/chromium ]; then
-  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+# Debian's Chromium, never a downloaded build; outside CI the browser tests skip without it.
+if [ ! -x /usr/bin/chromium ] && ! { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "could not install chromium" >&2
+    exit 1
+  fi
+  echo "warning: chromium could not be installed; the browser tests will skip" >&2
 fi
 exec .venv/bin/python -m pytest "$@"

@@ -29,13 +29,13 @@ import redis
 from sqlalchemy import select
 
 from bench.images import scan_pngs, zipped
+from bench.stack import migrate
 from jobs.db import engine_for, session_scope
 from jobs.schema import UNFINISHED, Job, Result
 from jobs.settings import ROOT, Settings
 from tests.conftest import require
 from tests.service.conftest import (  # noqa: F401 - models_dir is a shared fixture
     free_port,
-    migrate,
     models_dir,
     service_env,
     start_worker,

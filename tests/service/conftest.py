@@ -6,9 +6,7 @@ In CI (CI=true) a missing Postgres or Redis is a failure; elsewhere those tests 
 from __future__ import annotations
 
 import io
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +17,14 @@ from typing import IO
 
 import httpx
 import numpy as np
-import psycopg
 import pytest
 import redis
 import torch
-from alembic.config import Config
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from alembic import command
 from api.main import create_app
-from jobs.db import engine_for
+from bench.stack import StackError, database, free_port, service_env
 from jobs.queue import make_celery
 from jobs.settings import ROOT, Settings
 from ml.artifact import InputSpec, LogitCalibration, ModelSpec, save_model
@@ -54,13 +49,6 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def migrate(database_url: str) -> None:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", database_url)
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
 
 
 @pytest.fixture(scope="session")
@@ -90,33 +78,14 @@ def models_dir(emnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return folder
 
 
-def service_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a subprocess these settings."""
-    fields = settings.model_dump(mode="json")
-    return {
-        **os.environ,
-        **{
-            f"HWR_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
-            for name, value in fields.items()
-        },
-    }
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A uniquely named database, migrated to head, dropped at the end of the session."""
-    name = f"hwr_test_{uuid.uuid4().hex[:8]}"
     try:
-        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        unavailable(f"PostgreSQL not reachable at {POSTGRES_ADMIN}: {error}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        migrate(url)
-        yield url
-        engine_for(url).dispose()
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        with database(POSTGRES_ADMIN, "hwr_test") as url:
+            yield url
+    except StackError as error:
+        unavailable(str(error))
 
 
 @pytest.fixture(scope="session")
@@ -192,12 +161,6 @@ def worker(settings: Settings) -> Iterator[subprocess.Popen]:
     process = start_worker(settings)
     yield process
     stop(process)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until_ready(base_url: str, process: subprocess.Popen) -> None:

@@ -14,8 +14,9 @@ import httpx
 import numpy as np
 import pytest
 
+from bench.stack import migrate
 from jobs.settings import ROOT, Settings
-from tests.service.conftest import free_port, migrate, png_bytes, service_env, wait_until_ready
+from tests.service.conftest import free_port, png_bytes, service_env, wait_until_ready
 
 
 @pytest.fixture(scope="module")
