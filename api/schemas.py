@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Form
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
@@ -75,6 +75,7 @@ class ModelOut(BaseModel):
     num_classes: int
     labels: list[str]
     metrics: dict[str, Any]
+    default: bool = Field(description="The model a request that names none gets")
 
 
 class ErrorOut(BaseModel):

@@ -22,7 +22,11 @@ def list_models(settings: SettingsDep) -> list[ModelOut]:
             continue
         models.append(
             ModelOut(
-                name=name, num_classes=spec.num_classes, labels=spec.labels, metrics=spec.metrics
+                name=name,
+                num_classes=spec.num_classes,
+                labels=spec.labels,
+                metrics=spec.metrics,
+                default=name == settings.default_model,
             )
         )
     return models

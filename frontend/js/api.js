@@ -241,26 +241,30 @@ export function isModelInput(value) {
 const MODEL_KEY = "emnist.model";
 
 // Both pages have the same model <select> with the shipped models as static options, so it
-// works before (and without) the server answering. The server's list then marks models that
-// aren't installed, and the choice is remembered across pages. Rejects with an ApiError when
+// works before (and without) the server answering. The server's list then adds the models it
+// serves beyond those, marks shipped ones that aren't installed, and picks its default unless
+// the user chose before: the choice is remembered across pages. Rejects with an ApiError when
 // the server can't be reached, so the page can say so straight away.
 export async function setUpModelSelect(select) {
+  const hasOption = (name) => select.querySelector(`option[value="${CSS.escape(name)}"]`);
   const remembered = localStorage.getItem(MODEL_KEY);
-  if (remembered && select.querySelector(`option[value="${CSS.escape(remembered)}"]`)) {
-    select.value = remembered;
-  }
+  if (remembered && hasOption(remembered)) select.value = remembered;
   select.addEventListener("change", () => localStorage.setItem(MODEL_KEY, select.value));
 
   const models = await (await request("/models")).json();
+  for (const model of models.filter((served) => !hasOption(served.name))) {
+    select.add(new Option(`${model.name} (${model.num_classes} classes)`, model.name));
+  }
   const available = new Set(models.map((model) => model.name));
   for (const option of select.options) {
     option.disabled = !available.has(option.value);
     if (option.disabled) option.textContent += " (not installed)";
   }
-  if (select.selectedOptions[0]?.disabled) {
-    const firstAvailable = [...select.options].find((option) => !option.disabled);
-    if (firstAvailable) select.value = firstAvailable.value;
-  }
+  // Read again: the user may have chosen while the list was loading.
+  const chosen = localStorage.getItem(MODEL_KEY);
+  const preferred = available.has(chosen) ? chosen : models.find((m) => m.default)?.name;
+  const firstAvailable = [...select.options].find((option) => !option.disabled);
+  select.value = preferred ?? firstAvailable?.value ?? select.value;
 }
 
 // Each page has one notice area (role="alert") for problems that aren't about a single result.

@@ -260,10 +260,11 @@ def test_other_errors_are_json_messages(client: TestClient, emnist_pngs: list[by
     assert client.get(f"{JOBS}/{uuid.uuid4()}").status_code == 404
 
 
-def test_models_and_health(client: TestClient):
+def test_models_and_health(client: TestClient, settings: Settings):
     models = {model["name"]: model for model in client.get("/api/v1/models").json()}
     assert models["emnist47"]["num_classes"] == len(models["emnist47"]["labels"]) == 47
     assert models["emnist62"]["num_classes"] == 62
+    assert [name for name, model in models.items() if model["default"]] == [settings.default_model]
     assert client.get("/healthz").json() == {"status": "ok"}
     assert "/api/v1/jobs" in client.get("/openapi.json").json()["paths"]
     ready = client.get("/readyz")
