@@ -27,6 +27,9 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 POLL_AFTER_S = "1"
 CSV_PAGE = 1000
 CSV_COLUMNS = ("index", "filename", "status", "prediction", "confidence", "error")
+# Text a spreadsheet would run as a formula when it opens the CSV (CSV injection); such a cell,
+# in practice an uploaded file's name, is written with a leading apostrophe, as OWASP advises.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def read_job(
@@ -118,13 +121,20 @@ def _csv_rows(settings: Settings, job_id: uuid.UUID) -> Iterator[str]:
     while True:
         with session_scope(settings.database_url) as session:
             rows = [item_out(row) for row in store.results_page(session, job_id, offset, CSV_PAGE)]
-        writer.writerows([getattr(item, column) for column in CSV_COLUMNS] for item in rows)
+        writer.writerows([_cell(getattr(item, column)) for column in CSV_COLUMNS] for item in rows)
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
         if len(rows) < CSV_PAGE:
             return
         offset += CSV_PAGE
+
+
+def _cell(value: object) -> object:
+    """The value as a spreadsheet shows it, never as a formula it runs."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 @router.delete(

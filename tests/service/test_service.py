@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import time
 import uuid
@@ -89,6 +90,18 @@ def test_job_of_emnist_images_matches_the_predictor(
     assert len(csv_lines) == 101 and csv_lines[1].startswith("0,0.png,succeeded,")
     with session_scope(settings.database_url) as session:
         assert 100 in store.batch_sizes(session, coalesced=False)
+
+
+def test_a_file_name_a_spreadsheet_would_run_is_quoted_in_the_csv(
+    client: TestClient, emnist_pngs: list[bytes]
+):
+    names = ["=1+1.png", "+1.png", "-1.png", "@sum.png", "plain=1.png"]
+    response = client.post(JOBS, files=upload(*((name, emnist_pngs[0]) for name in names)))
+    job = wait_for(client, response.json()["id"])
+    assert [item["filename"] for item in job["results"]["items"]] == names
+    rows = list(csv.DictReader(io.StringIO(client.get(f"{JOBS}/{job['id']}/results.csv").text)))
+    quoted = ["'" + name for name in names[:4]] + names[4:]
+    assert [row["filename"] for row in rows] == quoted
 
 
 def test_canvas_round_trip(client: TestClient, emnist_pngs: list[bytes]):
