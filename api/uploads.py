@@ -1,16 +1,18 @@
 """Turning an upload into job items, before anything is accepted.
 
 Content is sniffed, never trusted from the name. A bad image fails alone as an item with its
-reason, and so does an archive entry whose name leads out of the archive; what threatens the
-service (too many files, zip bombs, nested archives) rejects the whole request. Only headers
-and file structure are read here (`ml.preprocess.read_header`, the worker's own checks):
-decoding is the worker's job.
+reason, and so does an archive entry whose name leads out of the archive or that cannot be
+extracted; what threatens the service (too many files, zip bombs, more unzipped bytes in one
+request than `max_zip_bytes`, nested archives) rejects the whole request. Only headers and file
+structure are read here (`ml.preprocess.read_header`, the worker's own checks): decoding is the
+worker's job.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 
@@ -22,6 +24,11 @@ from ml.image_errors import PreprocessError
 from ml.preprocess import read_header
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+# Every entry zipfile lists has a central directory record starting so; counting them bounds the
+# work of listing an archive before zipfile builds an object for each.
+CENTRAL_DIRECTORY_RECORD = b"PK\x01\x02"
+# Records allowed per image allowed: room for folders and a Mac's __MACOSX copy of each file.
+RECORDS_PER_ENTRY = 3
 ARCHIVE_MAGIC = (*ZIP_MAGIC, b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf", b"Rar!")
 IGNORED_ZIP_PREFIXES = ("__MACOSX/",)
 ESCAPING_ENTRY = "The entry's name leads out of the archive (absolute or with ..); it was not read."
@@ -36,15 +43,37 @@ class Upload:
     digest: str
 
 
+class _UnzipBudget:
+    """The uncompressed bytes the zips of one request may still yield (`max_zip_bytes` in all)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.limit = settings.max_zip_bytes
+        self.left = settings.max_zip_bytes
+
+    def check(self, size: int, archive: str) -> None:
+        """413 when `archive` would need `size` bytes more than are left."""
+        if size > self.left:
+            raise HTTPException(
+                413,
+                f"{archive} expands to more than the {self.limit / MB:g} MB allowed "
+                "for all the zip archives of one request.",
+            )
+
+    def spend(self, size: int, archive: str) -> None:
+        self.check(size, archive)
+        self.left -= size
+
+
 def read_upload(files: list[UploadFile], model: str, settings: Settings) -> Upload:
     digest = hashlib.sha256(model.encode())
     items: list[NewItem] = []
+    budget = _UnzipBudget(settings)
     for upload in files:
-        name = upload.filename or "upload"
+        name = _printable(upload.filename or "upload")
         data = upload.file.read()
         digest.update(f"{len(name)}:{name}:{len(data)}:".encode() + data)
         if data.startswith(ZIP_MAGIC):
-            items.extend(_expand_zip(name, data, settings))
+            items.extend(_expand_zip(name, data, settings, budget))
         else:
             items.append(_sniff_image(name, data, settings))
         if len(items) > settings.max_files:
@@ -67,11 +96,17 @@ def _sniff_image(name: str, data: bytes, settings: Settings) -> NewItem:
     return NewItem(name, data=data)
 
 
-def _expand_zip(name: str, data: bytes, settings: Settings) -> list[NewItem]:
-    """The images in an archive, read with a budget so a lying header cannot blow it up."""
+def _expand_zip(name: str, data: bytes, settings: Settings, budget: _UnzipBudget) -> list[NewItem]:
+    """The images in an archive, read within the request's budget so a lying header cannot blow
+    it up. Any failure of zipfile on a crafted archive (it raises zlib, LZMA, EOF and Unicode
+    errors as well as its own) refuses the archive, or fails the one entry it was reading."""
+    if data.count(CENTRAL_DIRECTORY_RECORD) > RECORDS_PER_ENTRY * settings.max_zip_entries:
+        raise HTTPException(
+            413, f"{name} has far more entries than the {settings.max_zip_entries} allowed."
+        )
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as error:
+    except Exception as error:  # noqa: BLE001 - whatever zipfile raises, the archive is unreadable
         raise HTTPException(422, f"{name} is not a readable zip archive.") from error
     entries = [
         entry
@@ -83,31 +118,30 @@ def _expand_zip(name: str, data: bytes, settings: Settings) -> list[NewItem]:
             413,
             f"{name} has {len(entries)} entries, more than the {settings.max_zip_entries} allowed.",
         )
-    too_big = HTTPException(
-        413, f"{name} expands to more than the {settings.max_zip_bytes / MB:g} MB allowed."
-    )
-    if sum(entry.file_size for entry in entries) > settings.max_zip_bytes:
-        raise too_big
-    budget = settings.max_zip_bytes
+    budget.check(sum(entry.file_size for entry in entries), name)
     items = []
     for entry in entries:
-        entry_name = f"{name}/{entry.filename}"
+        entry_name = _printable(f"{name}/{entry.filename}")
         if _escapes_archive(entry.filename):
             items.append(NewItem(entry_name, error=ESCAPING_ENTRY))
             continue
         try:
             with archive.open(entry) as stream:
-                content = stream.read(min(settings.max_file_bytes, budget) + 1)
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError) as error:
+                content = stream.read(min(settings.max_file_bytes, budget.left) + 1)
+        except Exception as error:  # noqa: BLE001 - see the docstring
             items.append(NewItem(entry_name, error=f"Could not be extracted: {error}."))
             continue
-        if len(content) > budget:
-            raise too_big
-        budget -= len(content)
+        budget.spend(len(content), name)
         if content.startswith(ARCHIVE_MAGIC):
             raise HTTPException(422, f"{entry_name}: archives inside archives are not accepted.")
         items.append(_sniff_image(entry_name, content, settings))
     return items
+
+
+def _printable(name: str) -> str:
+    """The name with control characters (NUL, escapes, newlines) shown as U+FFFD: databases,
+    CSV files and terminals each choke on some of them."""
+    return "".join("\ufffd" if unicodedata.category(c) == "Cc" else c for c in name)
 
 
 def _escapes_archive(entry_name: str) -> bool:

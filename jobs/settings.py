@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(100_000_000, description="Largest request body (413 beyond)")
     max_files: int = Field(1000, description="Most images per job, counting zip entries")
     max_zip_entries: int = Field(1000, description="Most entries in one zip archive")
-    max_zip_bytes: int = Field(200_000_000, description="Most uncompressed bytes in one zip")
+    max_zip_bytes: int = Field(
+        200_000_000, description="Most uncompressed bytes from all the zips of one request"
+    )
     max_image_pixels: int = Field(25_000_000, description="Largest image (width x height)")
     max_image_frames: int = Field(
         100, description="Most animation frames (or TIFF pages) in one image"

@@ -26,6 +26,8 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 POLL_AFTER_S = "1"
 CSV_PAGE = 1000
+# Past any job's end (an empty page), yet within every database's integer range.
+MAX_OFFSET = 2**31 - 1
 CSV_COLUMNS = ("index", "filename", "status", "prediction", "confidence", "error")
 # Text a spreadsheet would run as a formula when it opens the CSV (CSV injection); such a cell,
 # in practice an uploaded file's name, is written with a leading apostrophe, as OWASP advises.
@@ -89,7 +91,7 @@ def get_job(
     owner: OwnerDep,
     response: Response,
     job_id: uuid.UUID,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobOut:
     """Status, progress and one page of results."""

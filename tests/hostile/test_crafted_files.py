@@ -71,6 +71,21 @@ def lying_zip_bomb(size: int) -> bytes:
     return bytes(archive)
 
 
+def broken_deflate(png: bytes) -> bytes:
+    """A zip whose one entry's compressed stream starts with a block type deflate reserves."""
+    archive = bytearray(zip_of({"a.png": png}))
+    archive[30 + len("a.png")] = 0xFF
+    return bytes(archive)
+
+
+def undecodable_name(png: bytes) -> bytes:
+    """A zip flagged as naming its entries in UTF-8, with a name that is not UTF-8."""
+    archive = bytearray(zip_of({"\u00e9.png": png}))
+    for at in (archive.index(b"\xc3\xa9"), archive.rindex(b"\xc3\xa9")):
+        archive[at : at + 2] = b"\xff\xfe"
+    return bytes(archive)
+
+
 def converted(png: bytes, file_format: str, **options: object) -> bytes:
     return encode(Image.open(io.BytesIO(png)), file_format, **options)
 
@@ -114,6 +129,7 @@ ITEM_CORPUS: list[tuple[str, Callable[[bytes], bytes], str | None]] = [
         None,
     ),
     ("lying.zip/zeros.png", lambda _: lying_zip_bomb(3_000_000), "Could not be extracted"),
+    ("inflate.zip/a.png", broken_deflate, "Could not be extracted"),
     ("slip.zip/../../evil.png", lambda png: zip_of({"../../evil.png": png}), "leads out"),
     ("abs.zip//etc/evil.png", lambda png: zip_of({"/etc/evil.png": png}), "leads out"),
     ("windows.zip/..\\evil.png", lambda png: zip_of({"..\\evil.png": png}), "leads out"),
@@ -160,6 +176,14 @@ def test_a_crafted_file_fails_alone_in_its_job(
         pytest.param(
             upload(("nested.zip", zip_of({"inner.tar.gz": tar_gz({"a.png": b"x"})}))), {},
             422, "archives inside archives", id="tar-gz-in-zip",
+        ),
+        pytest.param(
+            upload(("name.zip", undecodable_name(b"x"))), {},
+            422, "not a readable zip", id="undecodable-entry-name",
+        ),
+        pytest.param(
+            upload(("records.zip", zip_of({f"{i}": b"" for i in range(1000)}))), {},
+            413, "far more entries", id="zip-records-past-any-limit",
         ),
         pytest.param(
             upload(("a.png", b"x")), {"model": "x" * 2_000_000},

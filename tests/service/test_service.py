@@ -247,6 +247,11 @@ def tiny_files(count: int) -> list[tuple[str, bytes]]:
             upload(("many.zip", zip_of(dict(tiny_files(51))))), 413, "entries", id="zip-entries"
         ),
         pytest.param(
+            upload(*((f"{name}.zip", zip_of({f"{i}.png": bytes(180_000) for i in range(7)}))
+                     for name in "ab")),
+            413, "all the zip archives of one request", id="zips-expand-past-the-request-budget",
+        ),
+        pytest.param(
             upload(*tiny_files(80), ("a.zip", zip_of(dict(tiny_files(45))))), 413,
             "Too many images", id="too-many-images",
         ),
@@ -271,6 +276,24 @@ def test_other_errors_are_json_messages(client: TestClient, emnist_pngs: list[by
     assert unknown.status_code == 422 and "Unknown model" in unknown.json()["detail"]
     assert "valid UUID" in client.get(f"{JOBS}/not-a-uuid").json()["detail"]
     assert client.get(f"{JOBS}/{uuid.uuid4()}").status_code == 404
+    far = client.get(f"{JOBS}/{uuid.uuid4()}", params={"offset": 10**30})
+    assert far.status_code == 422 and "less than or equal" in far.json()["detail"]
+
+
+def test_control_characters_in_a_file_name_are_kept_out(
+    client: TestClient, emnist_pngs: list[bytes]
+):
+    # By hand: httpx would percent-encode the NUL, as browsers do; a crafted client need not.
+    body = (
+        b'--cut\r\nContent-Disposition: form-data; name="files"; filename="a\x00b\x1b[31m.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + emnist_pngs[0] + b"\r\n--cut--\r\n"
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=cut"}
+    response = client.post(JOBS, content=body, headers=headers)
+    assert response.status_code == 202, response.text
+    job = wait_for(client, response.json()["id"])
+    assert job["results"]["items"][0]["filename"] == "a\ufffdb\ufffd[31m.png"
+    assert job["status"] == "succeeded"
 
 
 def test_models_and_health(client: TestClient, settings: Settings):
