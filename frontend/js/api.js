@@ -16,16 +16,24 @@ const POLL_GROWTH = 1.6;
 const POLL_RETRIES = 5;
 
 export class ApiError extends Error {
-  constructor(message, status = 0) {
+  constructor(message, status = 0, retryAfterMs = 0) {
     super(message);
     this.name = "ApiError";
     this.status = status;
+    this.retryAfterMs = retryAfterMs;
   }
 
-  // Worth retrying: no answer at all, or the server (or a proxy in front of it) failed.
+  // Worth retrying: no answer at all, too many requests for now (429), or the server (or a
+  // proxy in front of it) failed.
   get transient() {
-    return this.status === 0 || this.status >= 500;
+    return this.status === 0 || this.status === 429 || this.status >= 500;
   }
+}
+
+// The server's Retry-After (seconds) in milliseconds; 0 when it sent none.
+function retryAfterMs(headers) {
+  const seconds = Number(headers.get("Retry-After"));
+  return seconds > 0 ? seconds * 1000 : 0;
 }
 
 function statusMessage(status) {
@@ -81,7 +89,8 @@ async function request(path, options = {}, { askedForKey = false } = {}) {
   }
   if (!response.ok) {
     const body = await response.json().catch(() => null);
-    throw new ApiError(errorMessage(body, response.status), response.status);
+    const wait = retryAfterMs(response.headers);
+    throw new ApiError(errorMessage(body, response.status), response.status, wait);
   }
   return response;
 }
@@ -108,8 +117,7 @@ export function isFinished(job) {
 export async function getJob(id, { offset = 0, limit = 100, signal } = {}) {
   const query = new URLSearchParams({ offset, limit });
   const response = await request(`/jobs/${encodeURIComponent(id)}?${query}`, { signal });
-  const retryAfterS = Number(response.headers.get("Retry-After"));
-  return { job: await response.json(), retryAfterMs: retryAfterS > 0 ? retryAfterS * 1000 : 0 };
+  return { job: await response.json(), retryAfterMs: retryAfterMs(response.headers) };
 }
 
 async function getJobRetrying(id, options) {
@@ -118,7 +126,8 @@ async function getJobRetrying(id, options) {
       return await getJob(id, options);
     } catch (error) {
       if (!(error instanceof ApiError && error.transient) || attempt >= POLL_RETRIES) throw error;
-      await sleep(POLL_FIRST_MS * POLL_GROWTH ** attempt, options.signal);
+      const backoff = POLL_FIRST_MS * POLL_GROWTH ** attempt;
+      await sleep(Math.max(backoff, error.retryAfterMs), options.signal);
     }
   }
 }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from ml.data import load_split
 from tests.browser.conftest import NOT_AN_IMAGE
@@ -104,6 +104,28 @@ def test_the_job_link_reopens_the_results(
     )
     expect(page.locator("#upload-row")).to_be_hidden()
     assert console_errors == []
+
+
+def test_polling_waits_out_a_rate_limit(
+    page: Page, console_errors: list[str], emnist_pngs: list[Path]
+) -> None:
+    refused: list[str] = []
+
+    def rate_limited_once(route: Route) -> None:
+        if refused:
+            route.continue_()
+            return
+        refused.append(route.request.url)
+        detail = {"detail": "Too many requests."}
+        route.fulfill(status=429, headers={"Retry-After": "1"}, json=detail)
+
+    page.route(re.compile(r"/api/v1/jobs/[0-9a-f-]{36}\?"), rate_limited_once)
+    page.goto("/batch")
+    page.locator("#files").set_input_files(emnist_pngs[:2])
+    wait_for_results(page, 2)
+    expect(page.locator("#notice")).to_be_hidden()
+    assert len(refused) == 1
+    assert len(console_errors) == 1 and "status of 429" in console_errors[0]
 
 
 def test_dropped_zip_is_expanded_and_a_refused_file_shows_its_reason(
