@@ -19,7 +19,8 @@ FINISHED = frozenset({"succeeded", "failed", "canceled"})
 FIRST_POLL_S = 0.2
 POLL_BACKOFF = 1.5
 LONGEST_POLL_S = 3.0
-RETRYABLE_WHILE_WAITING = frozenset({429, 503})
+# How long `predict` follows a drawing's job when the server answered before it was done.
+PREDICT_WAIT_S = 120.0
 
 Json = dict[str, Any]
 
@@ -136,7 +137,8 @@ class JobsClient:
         """Poll until the job finishes and return it (its results hold the first item only).
 
         Polls back off from FIRST_POLL_S to LONGEST_POLL_S and never come sooner than the server's
-        Retry-After; a busy server (429/503) is waited out rather than reported.
+        Retry-After; a busy or restarting server (no answer, 429, 5xx) is waited out, up to the
+        timeout, rather than reported: the job goes on meanwhile.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = FIRST_POLL_S
@@ -145,7 +147,7 @@ class JobsClient:
             try:
                 job, retry_after = self._fetch_job(job_id, 0, 1)
             except ClientError as error:
-                if error.status_code not in RETRYABLE_WHILE_WAITING:
+                if not _passing(error):
                     raise
                 retry_after = error.retry_after
             else:
@@ -176,8 +178,11 @@ class JobsClient:
         """The models the server offers, with their labels and evaluation metrics."""
         return self._request("GET", "/models").json()
 
-    def predict(self, path: Path | str, model: str | None = None) -> Json:
-        """One image's result item; waits on the job when the server answers before it is done."""
+    def predict(
+        self, path: Path | str, model: str | None = None, timeout: float | None = PREDICT_WAIT_S
+    ) -> Json:
+        """One image's result item; when the server answers before it is done, follows the job
+        for up to `timeout` seconds (None: for as long as it takes)."""
         path = Path(path)
         with path.open("rb") as image:
             response = self._request(
@@ -189,7 +194,7 @@ class JobsClient:
         body = response.json()
         if response.status_code != 202:
             return body["result"]
-        job = self.wait(body["id"])
+        job = self.wait(body["id"], timeout=timeout)
         items = job["results"]["items"]
         if not items:
             raise ClientError(f"job {job['id']} ended {job['status']} without a result")
@@ -217,6 +222,13 @@ class JobsClient:
         if response.is_error:
             raise ClientError(_detail(response), response.status_code, _retry_after(response))
         return response
+
+
+def _passing(error: ClientError) -> bool:
+    """A failure a wait outlasts: no answer (a restart), too many requests, or a server or proxy
+    in trouble; anything else (404: the job is gone) is final."""
+    status = error.status_code
+    return status is None or status == 429 or status >= 500
 
 
 def _reason(error: Exception) -> str:

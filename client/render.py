@@ -8,8 +8,12 @@ from numbers import Real
 from typing import Any
 
 from rich.table import Column, Table
+from rich.text import Text
 
 from client.api import Json
+
+# C0 and C1 control characters (escape sequences start with one), shown as U+FFFD instead.
+CONTROL_CHARACTERS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], "\ufffd")
 
 
 def job_summary(job: Json) -> str:
@@ -35,14 +39,20 @@ def results_table(items: Iterable[Json]) -> Table:
         confidence = item.get("confidence")
         table.add_row(
             str(item["index"]),
-            item["filename"],
+            literal(item["filename"]),
             item["status"],
-            item.get("prediction") or "",
+            literal(item.get("prediction") or ""),
             "" if confidence is None else f"{confidence:.1%}",
-            item.get("error") or "",
+            literal(item.get("error") or ""),
             style="red" if item["status"] == "failed" else None,
         )
     return table
+
+
+def literal(text: str) -> Text:
+    """Text from the server (file names are the uploader's) as it is: never read as Rich markup,
+    never a control sequence for the terminal."""
+    return Text(text.translate(CONTROL_CHARACTERS))
 
 
 def models_table(models: Iterable[Json]) -> Table:

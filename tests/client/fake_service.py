@@ -22,14 +22,15 @@ MODELS = [{"name": "emnist47", "num_classes": 47, "labels": ["A"], "metrics": {"
 class FakeService:
     """An httpx.MockTransport handler that records every request it answers.
 
-    `refusals` are answered first, in order, whatever was asked.
+    `refusals` are answered (or raised, for a transport error) first, in order, whatever was
+    asked.
     """
 
     def __init__(self) -> None:
         self.jobs: dict[str, list[str]] = {}
         self.polls: dict[str, int] = {}
         self.requests: list[httpx.Request] = []
-        self.refusals: list[httpx.Response] = []
+        self.refusals: list[httpx.Response | httpx.TransportError] = []
         self.predict_answers_later = False
 
     def transport(self) -> httpx.MockTransport:
@@ -38,7 +39,10 @@ class FakeService:
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         if self.refusals:
-            return self.refusals.pop(0)
+            refusal = self.refusals.pop(0)
+            if isinstance(refusal, httpx.TransportError):
+                raise refusal
+            return refusal
         parts = request.url.path.removeprefix("/api/v1/").split("/")
         if request.method == "POST" and parts in (["jobs"], ["predict"]):
             return self._create(request, parts[0])

@@ -80,6 +80,22 @@ def test_wait_sits_out_a_busy_server(api: JobsClient, service: FakeService) -> N
     assert api.wait("j")["status"] == "succeeded"
 
 
+def test_wait_sits_out_a_restart_behind_a_proxy(api: JobsClient, service: FakeService) -> None:
+    service.jobs["j"], service.polls["j"] = ["a.png"], 1
+    service.refusals += [
+        httpx.ConnectError("connection refused"),
+        httpx.Response(502, text="<html>Bad Gateway</html>"),
+    ]
+
+    assert api.wait("j")["status"] == "succeeded"
+    assert len(service.requests) == 3
+
+
+def test_wait_stops_when_the_job_is_gone(api: JobsClient, service: FakeService) -> None:
+    with pytest.raises(ClientError, match="job not found"):
+        api.wait("gone")
+
+
 def test_wait_gives_up_at_its_timeout(api: JobsClient, service: FakeService) -> None:
     service.jobs["j"], service.polls["j"] = ["a.png"], 0
 

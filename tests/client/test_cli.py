@@ -127,6 +127,19 @@ def test_status_results_and_cancel_of_a_job(cli_service: FakeService) -> None:
     assert hwr("status", "missing").stderr == "error: job not found\n"
 
 
+def test_file_names_are_shown_as_they_are_never_as_markup_or_escapes(
+    cli_service: FakeService,
+) -> None:
+    cli_service.jobs["j"], cli_service.polls["j"] = ["[/]x.png", "a\x1b]0;owned\x07.png"], 1
+
+    result = hwr("results", "j")
+
+    assert result.exit_code == 0, result.output
+    assert "[/]x.png" in result.stdout
+    assert "a\ufffd]0;owned\ufffd.png" in result.stdout
+    assert "\x1b" not in result.stdout
+
+
 def test_models_lists_names_and_metrics(cli_service: FakeService) -> None:
     result = hwr("models")
 
