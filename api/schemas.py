@@ -88,7 +88,8 @@ ERROR_MEANINGS = {
     400: "The multipart upload could not be parsed (malformed, too many parts, a field too large)",
     401: "API keys are required and the request has no valid one",
     404: "No such job (or not visible to this key)",
-    409: "The Idempotency-Key was already used for a different request",
+    409: "A conflict: the Idempotency-Key was already used for a different request, or the job "
+    "to cancel has already finished",
     413: "The request, an archive or the number of images is over a limit",
     422: "The request is invalid: missing or malformed fields, unknown model, unusable archive",
     429: "Too many requests from this client; retry after `Retry-After` seconds",

@@ -169,8 +169,14 @@ class JobsClient:
         """The server's CSV of all results (index,filename,status,prediction,confidence,error)."""
         return self._request("GET", f"/jobs/{job_id}/results.csv").text
 
-    def cancel(self, job_id: str) -> Json | None:
-        """Cancel an unfinished job (returns it, canceled) or delete a finished one (None)."""
+    def cancel(self, job_id: str) -> Json:
+        """Cancel an unfinished job and return it; a finished job is left as it is (ClientError,
+        status 409), so a cancel that crosses the job's end never costs its results."""
+        return self._request("POST", f"/jobs/{job_id}/cancel").json()
+
+    def delete(self, job_id: str) -> Json | None:
+        """Delete a finished job and its results (None); an unfinished one is canceled instead
+        (returned), and a second call deletes it."""
         response = self._request("DELETE", f"/jobs/{job_id}")
         return None if response.status_code == 204 else response.json()
 

@@ -29,7 +29,7 @@ from rich.progress import (
 
 from api.access import key_digest
 from client import render
-from client.api import DEFAULT_URL, FINISHED, ClientError, JobsClient, Json, ServerUnreachable
+from client.api import DEFAULT_URL, ClientError, JobsClient, Json, ServerUnreachable
 from client.paths import PathError, expand_paths
 
 EXIT_FAILED = 1
@@ -147,11 +147,21 @@ def results(
 
 @app.command()
 def cancel(ctx: typer.Context, job_id: JobId) -> None:
-    """Cancel an unfinished job, or delete a finished one and its results."""
+    """Cancel an unfinished job; a finished one keeps its results."""
     with _session(ctx) as client:
-        was_finished = client.get_job(job_id, limit=1)["status"] in FINISHED
         client.cancel(job_id)
-    stderr.print(f"job {job_id} {'deleted' if was_finished else 'canceled'}")
+    stderr.print(f"job {job_id} canceled")
+
+
+@app.command()
+def delete(ctx: typer.Context, job_id: JobId) -> None:
+    """Delete a finished job and its results; an unfinished one is canceled first."""
+    with _session(ctx) as client:
+        canceled = client.delete(job_id)
+    if canceled is None:
+        stderr.print(f"job {job_id} deleted")
+    else:
+        stderr.print(f"job {job_id} was unfinished: canceled; delete it again to remove it")
 
 
 @app.command()

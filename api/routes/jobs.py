@@ -1,4 +1,4 @@
-"""Batch jobs: submit images or zips, poll status and results, download CSV, cancel or delete."""
+"""Batch jobs: submit images or zips, poll status and results, download CSV, cancel, delete."""
 
 from __future__ import annotations
 
@@ -137,6 +137,25 @@ def _cell(value: object) -> object:
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
     return value
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobOut,
+    responses=error_responses(401, 404, 409, 422, 429, 503),
+)
+def cancel_job(settings: SettingsDep, owner: OwnerDep, job_id: uuid.UUID) -> JobOut:
+    """Cancel an unfinished job (answers the job); a finished one is left as it is (409), so a
+    cancel that crosses the job's end never costs its results, as DELETE would."""
+    with job_context(job_id), session_scope(settings.database_url) as session:
+        job = store.get_job(session, job_id, for_update=True, owner=owner)
+        if job is None:
+            raise HTTPException(404, f"No job {job_id}.")
+        if is_finished(job):
+            raise HTTPException(409, f"The job already {job.status}: there is nothing to cancel.")
+        store.cancel_job(session, job)
+        logger.info("job canceled")
+    return read_job(settings, job_id)
 
 
 @router.delete(

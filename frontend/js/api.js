@@ -208,8 +208,9 @@ function sendJob(files, model, { idempotencyKey, onUploadProgress, signal } = {}
   });
 }
 
+// Cancel, never delete: a job that finished meanwhile answers 409 and keeps its results.
 export async function cancelJob(id) {
-  await request(`/jobs/${encodeURIComponent(id)}`, { method: "DELETE" });
+  await request(`/jobs/${encodeURIComponent(id)}/cancel`, { method: "POST" });
 }
 
 export function resultsCsvUrl(id) {

@@ -326,7 +326,8 @@ async function cancel() {
   try {
     await cancelJob(jobId);
   } catch (error) {
-    fail(error, cancel);
+    // 409: the job finished first; polling shows its results.
+    if (!(error instanceof ApiError && error.status === 409)) fail(error, cancel);
   } finally {
     elements.cancel.disabled = false;
   }

@@ -128,6 +128,33 @@ def test_polling_waits_out_a_rate_limit(
     assert len(console_errors) == 1 and "status of 429" in console_errors[0]
 
 
+def test_a_cancel_that_crosses_the_jobs_end_keeps_its_results(
+    page: Page, console_errors: list[str], emnist_pngs: list[Path]
+) -> None:
+    job_poll = re.compile(r"/api/v1/jobs/[0-9a-f-]{36}\?")
+
+    def still_running(route: Route) -> None:
+        job = route.fetch().json()
+        route.fulfill(json={**job, "status": "running", "finished_at": None})
+
+    page.route(job_poll, still_running)
+    page.goto("/batch")
+    page.locator("#files").set_input_files(emnist_pngs[:2])
+    expect(page).to_have_url(JOB_URL)
+    expect(page.get_by_role("button", name="Cancel job")).to_be_visible()
+    job_url = "/api/v1/jobs/" + page.url.rsplit("/", 1)[-1]
+    for _ in range(600):
+        if page.request.get(job_url).json()["status"] == "succeeded":
+            break
+        page.wait_for_timeout(100)
+    page.unroute(job_poll)
+
+    page.get_by_role("button", name="Cancel job").click()
+    wait_for_results(page, 2)
+    expect(page.locator("#notice")).to_be_hidden()
+    assert len(console_errors) == 1 and "status of 409" in console_errors[0]
+
+
 def test_dropped_zip_is_expanded_and_a_refused_file_shows_its_reason(
     page: Page, console_errors: list[str], emnist_pngs: list[Path]
 ) -> None:

@@ -54,8 +54,10 @@ class FakeService:
             return self._poll(parts[1], request.url.params)
         if request.method == "GET" and parts[2:] == ["results.csv"]:
             return httpx.Response(200, text=self._csv(parts[1]))
-        if request.method == "DELETE":
+        if request.method == "POST" and parts[2:] == ["cancel"]:
             return self._cancel(parts[1])
+        if request.method == "DELETE":
+            return self._delete(parts[1])
         return httpx.Response(404, json={"detail": "Not Found"})
 
     def job(self, job_id: str, offset: int = 0, limit: int = 100) -> Json:
@@ -106,9 +108,14 @@ class FakeService:
 
     def _cancel(self, job_id: str) -> httpx.Response:
         if self.polls[job_id] >= 2:
+            return httpx.Response(409, json={"detail": "The job already succeeded."})
+        return httpx.Response(200, json={**self.job(job_id), "status": "canceled"})
+
+    def _delete(self, job_id: str) -> httpx.Response:
+        if self.polls[job_id] >= 2:
             del self.jobs[job_id]
             return httpx.Response(204)
-        return httpx.Response(200, json={**self.job(job_id), "status": "canceled"})
+        return self._cancel(job_id)
 
     @staticmethod
     def _item(index: int, name: str, finished: bool) -> Json:

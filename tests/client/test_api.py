@@ -138,11 +138,25 @@ def test_predict_returns_the_result_item(
     assert (item["filename"], item["prediction"]) == ("a.png", "A")
 
 
-def test_cancel_gives_the_canceled_job_or_nothing_once_deleted(
+def test_cancel_gives_the_canceled_job_and_leaves_a_finished_one(
     api: JobsClient, service: FakeService
 ) -> None:
     service.jobs["running"], service.polls["running"] = ["a.png"], 0
     service.jobs["done"], service.polls["done"] = ["a.png"], 2
 
     assert api.cancel("running")["status"] == "canceled"
-    assert api.cancel("done") is None
+    with pytest.raises(ClientError, match="already succeeded") as refused:
+        api.cancel("done")
+    assert refused.value.status_code == 409
+    assert "done" in service.jobs
+
+
+def test_delete_removes_a_finished_job_and_cancels_an_unfinished_one(
+    api: JobsClient, service: FakeService
+) -> None:
+    service.jobs["running"], service.polls["running"] = ["a.png"], 0
+    service.jobs["done"], service.polls["done"] = ["a.png"], 2
+
+    assert api.delete("running")["status"] == "canceled"
+    assert api.delete("done") is None
+    assert "done" not in service.jobs

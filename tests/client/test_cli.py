@@ -123,7 +123,8 @@ def test_status_results_and_cancel_of_a_job(cli_service: FakeService) -> None:
 
     assert hwr("status", "j").stdout.split()[:3] == ["j", "succeeded", "2/2"]
     assert json.loads(hwr("results", "j", "--json").stdout)["results"]["total"] == 2
-    assert "job j deleted" in hwr("cancel", "j").stderr
+    assert "already succeeded" in hwr("cancel", "j").stderr
+    assert "job j deleted" in hwr("delete", "j").stderr
     assert hwr("status", "missing").stderr == "error: job not found\n"
 
 

@@ -64,6 +64,7 @@ def test_a_job_is_visible_only_to_the_key_that_created_it(app_with, settings: Se
     for method, path in (
         ("GET", f"{JOBS}/{job_id}"),
         ("GET", f"{JOBS}/{job_id}/results.csv"),
+        ("POST", f"{JOBS}/{job_id}/cancel"),
         ("DELETE", f"{JOBS}/{job_id}"),
     ):
         assert client.request(method, path, headers=bearer(BOB)).status_code == 404

@@ -187,6 +187,23 @@ def test_cancel_then_delete(client: TestClient, settings: Settings, emnist_pngs:
     assert client.get(f"{JOBS}/{job.id}").status_code == 404
 
 
+def test_cancel_never_touches_a_finished_job(
+    client: TestClient, settings: Settings, emnist_pngs: list[bytes]
+):
+    with session_scope(settings.database_url) as session:
+        queued = store.create_job(session, "emnist47", [NewItem("a.png", emnist_pngs[0])])
+    canceled = client.post(f"{JOBS}/{queued.id}/cancel")
+    assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+    again = client.post(f"{JOBS}/{queued.id}/cancel")
+    assert again.status_code == 409 and "already canceled" in again.json()["detail"]
+
+    done = wait_for(client, client.post(JOBS, files=upload(("b.png", emnist_pngs[1]))).json()["id"])
+    late = client.post(f"{JOBS}/{done['id']}/cancel")
+    assert late.status_code == 409 and "already succeeded" in late.json()["detail"]
+    assert client.get(f"{JOBS}/{done['id']}").json() == done
+    assert client.post(f"{JOBS}/{uuid.uuid4()}/cancel").status_code == 404
+
+
 def test_bad_files_fail_alone(client: TestClient, emnist_pngs: list[bytes]):
     noise = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
     files = upload(
