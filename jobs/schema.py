@@ -68,7 +68,11 @@ class Job(Base):
 
 
 class Item(Base):
-    """One uploaded image; its bytes are dropped once the job is finished."""
+    """One uploaded image; its bytes are dropped once the job is finished.
+
+    `attempts` counts the times a worker took it up: one that is taken again and again without a
+    result (its file kills the worker) is failed instead of stalling every worker forever.
+    """
 
     __tablename__ = "items"
 
@@ -78,6 +82,7 @@ class Item(Base):
     index: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     filename: Mapped[str] = mapped_column(Text)
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Result(Base):

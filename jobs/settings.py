@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     job_task_items: int = Field(
         1024, gt=0, description="Items per worker task: a larger job is split so workers share it"
     )
+    max_item_attempts: int = Field(
+        3,
+        ge=1,
+        description="Times a worker may take up an image without a result before it fails "
+        "(its file kills the worker)",
+    )
     coalesce_max_batch: int = Field(64, description="Most canvas images in one forward pass")
     coalesce_max_wait_ms: float = Field(
         50.0,

@@ -179,6 +179,30 @@ def pending_items(
     return list(session.scalars(query))
 
 
+def take_items(
+    session: Session, job_id: uuid.UUID, limit: int, after: int = -1, stop: int | None = None
+) -> list[Item]:
+    """The next pending items (as `pending_items`), each counted as one more attempt.
+
+    An item taken before and still without a result (its worker died on it, or was stopped) is
+    taken alone, and a batch ends before one: a file that kills workers is then found, and
+    failed, by itself, never with the rest of its batch. Commit before working on the items, so
+    that a crash still counts.
+    """
+    items = pending_items(session, job_id, limit, after, stop)
+    retried = next((n for n, item in enumerate(items) if item.attempts), None)
+    if retried is not None:
+        items = items[: max(retried, 1)]
+    if items:
+        taken = [item.index for item in items]
+        session.execute(
+            update(Item)
+            .where(Item.job_id == job_id, Item.index.in_(taken))
+            .values(attempts=Item.attempts + 1)
+        )
+    return items
+
+
 def finish_if_complete(session: Session, job_id: uuid.UUID) -> None:
     """Finish the job once every item has its result, whichever of its tasks gets there last.
 

@@ -4,7 +4,9 @@ batch at a time, save in bulk; whichever task saves the last result finishes the
 Safe to run twice or to resume: it only takes items without a result, and stops as soon as the
 job is no longer running (canceled, or finished by another delivery). Each transaction is redone
 whole while the database is unavailable (a restart), up to `db_retry_s`; past that the task fails
-and the sweep enqueues the job again.
+and the sweep enqueues the job again. Items are taken (and their attempt counted) in a
+transaction of their own before any is read, so a file that kills the worker is retried alone and
+failed after `max_item_attempts`, instead of taking the worker down on every redelivery.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ T = TypeVar("T")
 # One batch of a batch job computes at a time in a worker process: its task threads would only
 # contend for the GIL (README, "One job over several workers"); saving and loading overlap.
 _one_batch_at_a_time = threading.Lock()
+GIVEN_UP = "A worker stopped while reading this image {} times; it was not read again."
 
 
 def run_job(job_id: uuid.UUID, first: int = 0, stop: int | None = None) -> None:
@@ -44,13 +47,17 @@ def run_job(job_id: uuid.UUID, first: int = 0, stop: int | None = None) -> None:
     started = _transaction(_start, job_id, first - 1, stop)
     if started is None:
         return
-    job, items, saved = started
-    metrics.count_items(job.model, saved)
+    job, items = started
     if not items:
         return
     model = _model_of(job)
     if model is None:
         metrics.count_items(job.model, _transaction(_fail_unavailable, job))
+        return
+    if job.for_canvas:
+        outcomes, _ = _predict(items, model, job.model, for_canvas=True)
+        _transaction(_save_canvas, job_id, outcomes)
+        metrics.count_items(job.model, outcomes)
         return
     while items:
         with _one_batch_at_a_time:
@@ -70,18 +77,16 @@ def _transaction(work: Callable[..., T], *args: object) -> T:
 
 def _start(
     session: Session, job_id: uuid.UUID, after: int, stop: int | None
-) -> tuple[Job, list[Item], list[store.Outcome]] | None:
-    """Mark the job running with its first batch; a canvas job is run to the end right here
-    (no items left, and the outcome it saved)."""
+) -> tuple[Job, list[Item]] | None:
+    """Mark the job running and take its first batch (a canvas job's image)."""
     job = store.start_job(session, job_id)
     if job is None:
         return None
-    if job.for_canvas:
-        return job, [], _run_canvas(session, job)
-    items = store.pending_items(session, job_id, get_settings().inference_batch_size, after, stop)
+    limit = job.total if job.for_canvas else get_settings().inference_batch_size
+    items = store.take_items(session, job_id, limit, after, stop)
     if not items:
         store.finish_if_complete(session, job_id)
-    return job, items, []
+    return job, items
 
 
 def _save(
@@ -96,22 +101,16 @@ def _save(
     store.save_outcomes(session, job_id, outcomes)
     if forward_pass:
         store.record_batch(session, forward_pass, coalesced=False)
-    items = store.pending_items(session, job_id, get_settings().inference_batch_size, after, stop)
+    items = store.take_items(session, job_id, get_settings().inference_batch_size, after, stop)
     if not items:
         store.finish_if_complete(session, job_id)
     return items
 
 
-def _run_canvas(session: Session, job: Job) -> list[store.Outcome]:
-    """Claim, predict, save and finish in the caller's transaction: one commit per canvas image."""
-    model = _model_of(job)
-    if model is None:
-        return _fail_unavailable(session, job)
-    items = store.pending_items(session, job.id, limit=job.total)
-    outcomes, _ = _predict(items, model, job.model, for_canvas=True)
-    store.save_outcomes(session, job.id, outcomes)
-    store.finish_job(session, job.id, JobStatus.succeeded)
-    return outcomes
+def _save_canvas(session: Session, job_id: uuid.UUID, outcomes: list[store.Outcome]) -> None:
+    """A canvas job has one image: its outcome finishes it, with no count of the others."""
+    store.save_outcomes(session, job_id, outcomes)
+    store.finish_job(session, job_id, JobStatus.succeeded)
 
 
 def _model_of(job: Job) -> Predictor | None:
@@ -144,7 +143,13 @@ def _predict(
     coalescer batches and records): unreadable images fail alone, the rest share one pass."""
     outcomes: list[store.Outcome] = []
     readable: list[tuple[int, ModelInput]] = []
+    max_attempts = get_settings().max_item_attempts
     for item in items:
+        if item.attempts > max_attempts:
+            logger.error("item %d of job %s given up after %d attempts", item.index, item.job_id,
+                         max_attempts)  # fmt: skip
+            outcomes.append(store.Outcome.failure(item.index, GIVEN_UP.format(max_attempts)))
+            continue
         try:
             readable.append((item.index, _model_input(item, model)))
         except PreprocessError as error:

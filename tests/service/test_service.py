@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
-from sqlalchemy import insert, text
+from sqlalchemy import insert, text, update
 
 from jobs import store
 from jobs.db import session_scope
 from jobs.queue import enqueue_job, make_celery
-from jobs.schema import Job, Result, utcnow
+from jobs.schema import Item, Job, Result, utcnow
 from jobs.settings import Settings
 from jobs.store import NewItem
 from jobs.sweep import sweep_once
@@ -322,6 +322,59 @@ def test_models_and_health(client: TestClient, settings: Settings):
     assert "/api/v1/jobs" in client.get("/openapi.json").json()["paths"]
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
+
+
+def test_items_taken_and_never_saved_are_taken_again_one_at_a_time(
+    settings: Settings, emnist_pngs: list[bytes]
+):
+    with session_scope(settings.database_url) as session:
+        job = store.create_job(
+            session, "emnist47", [NewItem(f"{i}", d) for i, d in enumerate(emnist_pngs[:4])]
+        )
+        store.start_job(session, job.id)
+
+    def take() -> list[tuple[int, int]]:
+        with session_scope(settings.database_url) as session:
+            return [(item.index, item.attempts) for item in store.take_items(session, job.id, 3)]
+
+    assert take() == [(0, 1), (1, 1), (2, 1)]  # and the worker dies: nothing saved
+    assert take() == [(0, 2)]
+    with session_scope(settings.database_url) as session:
+        store.save_outcomes(session, job.id, [store.Outcome.failure(0, "read")])
+    assert take() == [(1, 2)]
+    with session_scope(settings.database_url) as session:
+        store.save_outcomes(session, job.id, [store.Outcome.failure(1, "read")])
+    assert take() == [(2, 2)]
+    with session_scope(settings.database_url) as session:
+        store.save_outcomes(session, job.id, [store.Outcome.failure(2, "read")])
+    assert take() == [(3, 1)]
+
+
+def test_an_image_that_keeps_stopping_workers_fails_alone(
+    client: TestClient, settings: Settings, emnist_pngs: list[bytes]
+):
+    with session_scope(settings.database_url) as session:
+        job = store.create_job(
+            session, "emnist47", [NewItem(f"{i}", d) for i, d in enumerate(emnist_pngs[:3])]
+        )
+        # As a file that killed the worker each time it was read would leave it.
+        session.execute(
+            update(Item)
+            .where(Item.job_id == job.id, Item.index == 1)
+            .values(attempts=settings.max_item_attempts)
+        )
+    enqueue_job(make_celery(settings), job.id, "cpu")
+    finished = wait_for(client, str(job.id))
+    assert finished["status"] == "succeeded"
+    assert [item["status"] for item in finished["results"]["items"]] == [
+        "succeeded",
+        "failed",
+        "succeeded",
+    ]
+    assert (
+        f"stopped while reading this image {settings.max_item_attempts} times"
+        in (finished["results"]["items"][1]["error"])
+    )
 
 
 def test_sweep_reenqueues_a_lost_job_and_redelivery_adds_nothing(
