@@ -4,9 +4,9 @@ batch at a time, save in bulk; whichever task saves the last result finishes the
 Safe to run twice or to resume: it only takes items without a result, and stops as soon as the
 job is no longer running (canceled, or finished by another delivery). Each transaction is redone
 whole while the database is unavailable (a restart), up to `db_retry_s`; past that the task fails
-and the sweep enqueues the job again. Items are taken (and their attempt counted) in a
-transaction of their own before any is read, so a file that kills the worker is retried alone and
-failed after `max_item_attempts`, instead of taking the worker down on every redelivery.
+and the sweep enqueues the job again. Taking items counts an attempt for each and commits before
+any is read, so a file that kills the worker is retried alone and failed after
+`max_item_attempts`, instead of taking the worker down on every redelivery.
 """
 
 from __future__ import annotations
