@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.celery = celery
     app.state.watcher = watcher
     app.state.metrics = GatewayMetrics(settings, celery)
+    app.state.readiness = health.Readiness(settings, celery)
     install_error_handlers(app)
     # Outermost last: metrics see every answer, CORS preflights pass before the key check.
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from sqlalchemy import insert, text, update
 
+from api.routes.health import READY_FOR_S
 from jobs import store
 from jobs.db import session_scope
 from jobs.queue import enqueue_job, make_celery
@@ -375,6 +376,22 @@ def test_an_image_that_keeps_stopping_workers_fails_alone(
         f"stopped while reading this image {settings.max_item_attempts} times"
         in (finished["results"]["items"][1]["error"])
     )
+
+
+def test_readiness_is_checked_once_however_many_ask_at_once(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+):
+    readiness = client.app.state.readiness
+    time.sleep(READY_FOR_S)  # past any earlier check
+    checks: list[float] = []
+    check = readiness._check
+    monkeypatch.setattr(readiness, "_check", lambda: checks.append(time.monotonic()) or check())
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: client.get("/readyz").status_code, range(24)))
+    assert answers == [200] * 24
+    # One check per READY_FOR_S at most, however slow a loaded machine makes the 24 requests.
+    assert 1 <= len(checks) <= 1 + (time.monotonic() - started) / READY_FOR_S
 
 
 def test_sweep_reenqueues_a_lost_job_and_redelivery_adds_nothing(
