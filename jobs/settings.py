@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     job_task_items: int = Field(
         1024, gt=0, description="Items per worker task: a larger job is split so workers share it"
     )
+    inference_batch_bytes: int = Field(
+        64_000_000,
+        description="Most image bytes a worker task loads for one batch (at least one image)",
+    )
     max_item_attempts: int = Field(
         3,
         ge=1,

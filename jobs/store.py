@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, Select, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -154,7 +154,53 @@ def pending_items(
     session: Session, job_id: uuid.UUID, limit: int, after: int = -1, stop: int | None = None
 ) -> list[Item]:
     """The next items past index `after` (and before `stop`) without a result, only while the job
-    is still running.
+    is still running."""
+    return list(session.scalars(_pending(job_id, after, stop, Item).limit(limit)))
+
+
+def take_items(
+    session: Session,
+    job_id: uuid.UUID,
+    limit: int,
+    max_bytes: int,
+    after: int = -1,
+    stop: int | None = None,
+) -> list[Item]:
+    """The next pending items (as `pending_items`), at most `limit` of them holding at most
+    `max_bytes` of files (but at least one), each counted as one more attempt.
+
+    An item taken before and still without a result (its worker died on it, or was stopped) is
+    taken alone, and a batch ends before one: a file that kills workers is then found, and
+    failed, by itself, never with the rest of its batch. Commit before working on the items, so
+    that a crash still counts.
+    """
+    size = func.coalesce(func.length(Item.data), 0)
+    candidates = session.execute(
+        _pending(job_id, after, stop, Item.index, Item.attempts, size).limit(limit)
+    ).all()
+    taken: list[int] = []
+    total = 0
+    for index, attempts, nbytes in candidates:
+        if taken and (attempts or total + nbytes > max_bytes):
+            break
+        taken.append(index)
+        total += nbytes
+        if attempts:
+            break
+    if not taken:
+        return []
+    taking = (
+        update(Item)
+        .where(Item.job_id == job_id, Item.index.in_(taken))
+        .values(attempts=Item.attempts + 1)
+        .returning(Item)
+    )
+    return sorted(session.scalars(taking), key=lambda item: item.index)
+
+
+def _pending(job_id: uuid.UUID, after: int, stop: int | None, *columns: Any) -> Select:
+    """`columns` of the job's items past `after` (and before `stop`) without a result, in order,
+    while the job is running.
 
     Walking the primary key from `after` keeps each call to one short index range; an anti-join
     over the whole job gets a full-scan plan on Postgres that makes a 10,000-item job quadratic.
@@ -163,7 +209,7 @@ def pending_items(
         Result.job_id == Item.job_id, Result.index == Item.index
     )
     query = (
-        select(Item)
+        select(*columns)
         .join(Job, Job.id == Item.job_id)
         .where(
             Item.job_id == job_id,
@@ -172,35 +218,10 @@ def pending_items(
             ~has_result.exists(),
         )
         .order_by(Item.index)
-        .limit(limit)
     )
     if stop is not None:
         query = query.where(Item.index < stop)
-    return list(session.scalars(query))
-
-
-def take_items(
-    session: Session, job_id: uuid.UUID, limit: int, after: int = -1, stop: int | None = None
-) -> list[Item]:
-    """The next pending items (as `pending_items`), each counted as one more attempt.
-
-    An item taken before and still without a result (its worker died on it, or was stopped) is
-    taken alone, and a batch ends before one: a file that kills workers is then found, and
-    failed, by itself, never with the rest of its batch. Commit before working on the items, so
-    that a crash still counts.
-    """
-    items = pending_items(session, job_id, limit, after, stop)
-    retried = next((n for n, item in enumerate(items) if item.attempts), None)
-    if retried is not None:
-        items = items[: max(retried, 1)]
-    if items:
-        taken = [item.index for item in items]
-        session.execute(
-            update(Item)
-            .where(Item.job_id == job_id, Item.index.in_(taken))
-            .values(attempts=Item.attempts + 1)
-        )
-    return items
+    return query
 
 
 def finish_if_complete(session: Session, job_id: uuid.UUID) -> None:

@@ -83,10 +83,7 @@ def _start(
     if job is None:
         return None
     limit = job.total if job.for_canvas else get_settings().inference_batch_size
-    items = store.take_items(session, job_id, limit, after, stop)
-    if not items:
-        store.finish_if_complete(session, job_id)
-    return job, items
+    return job, _take(session, job_id, limit, after, stop)
 
 
 def _save(
@@ -101,7 +98,16 @@ def _save(
     store.save_outcomes(session, job_id, outcomes)
     if forward_pass:
         store.record_batch(session, forward_pass, coalesced=False)
-    items = store.take_items(session, job_id, get_settings().inference_batch_size, after, stop)
+    return _take(session, job_id, get_settings().inference_batch_size, after, stop)
+
+
+def _take(
+    session: Session, job_id: uuid.UUID, limit: int, after: int, stop: int | None
+) -> list[Item]:
+    """The next batch, within `inference_batch_bytes` (it bounds what a worker holds); with none
+    left, the job is finished once every task's results are in."""
+    max_bytes = get_settings().inference_batch_bytes
+    items = store.take_items(session, job_id, limit, max_bytes, after, stop)
     if not items:
         store.finish_if_complete(session, job_id)
     return items

@@ -336,7 +336,8 @@ def test_items_taken_and_never_saved_are_taken_again_one_at_a_time(
 
     def take() -> list[tuple[int, int]]:
         with session_scope(settings.database_url) as session:
-            return [(item.index, item.attempts) for item in store.take_items(session, job.id, 3)]
+            taken = store.take_items(session, job.id, limit=3, max_bytes=10**9)
+            return [(item.index, item.attempts) for item in taken]
 
     assert take() == [(0, 1), (1, 1), (2, 1)]  # and the worker dies: nothing saved
     assert take() == [(0, 2)]
@@ -349,6 +350,27 @@ def test_items_taken_and_never_saved_are_taken_again_one_at_a_time(
     with session_scope(settings.database_url) as session:
         store.save_outcomes(session, job.id, [store.Outcome.failure(2, "read")])
     assert take() == [(3, 1)]
+
+
+def test_a_batch_holds_at_most_its_bytes_of_files_but_at_least_one(
+    settings: Settings, emnist_pngs: list[bytes]
+):
+    sizes = [300, 300, 500, 100, 100, 100]
+    with session_scope(settings.database_url) as session:
+        job = store.create_job(
+            session, "emnist47", [NewItem(f"{i}", bytes(size)) for i, size in enumerate(sizes)]
+        )
+        store.start_job(session, job.id)
+    batches = []
+    after = -1
+    while True:
+        with session_scope(settings.database_url) as session:
+            taken = store.take_items(session, job.id, limit=3, max_bytes=400, after=after)
+        if not taken:
+            break
+        batches.append([len(item.data) for item in taken])
+        after = taken[-1].index
+    assert batches == [[300], [300], [500], [100, 100, 100]]
 
 
 def test_an_image_that_keeps_stopping_workers_fails_alone(
