@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Select, delete, func, select, update
+from sqlalchemy import Exists, Row, Select, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -158,7 +158,7 @@ def pending_items(
     return list(session.scalars(_pending(job_id, after, stop, Item).limit(limit)))
 
 
-def take_items(
+def next_items(
     session: Session,
     job_id: uuid.UUID,
     limit: int,
@@ -167,12 +167,11 @@ def take_items(
     stop: int | None = None,
 ) -> list[Item]:
     """The next pending items (as `pending_items`), at most `limit` of them holding at most
-    `max_bytes` of files (but at least one), each counted as one more attempt.
+    `max_bytes` of files (but at least one).
 
-    An item taken before and still without a result (its worker died on it, or was stopped) is
-    taken alone, and a batch ends before one: a file that kills workers is then found, and
-    failed, by itself, never with the rest of its batch. Commit before working on the items, so
-    that a crash still counts.
+    An item read before and still without a result (its worker died on it, or was stopped) comes
+    alone, and a batch ends before one: a file that kills workers is then found, and failed, by
+    itself, never with the rest of its batch (`start_reading` counts the reads).
     """
     size = func.coalesce(func.length(Item.data), 0)
     candidates = session.execute(
@@ -189,13 +188,38 @@ def take_items(
             break
     if not taken:
         return []
-    taking = (
+    chosen = select(Item).where(Item.job_id == job_id, Item.index.in_(taken))
+    return list(session.scalars(chosen.order_by(Item.index)))
+
+
+def start_reading(session: Session, job_id: uuid.UUID, indices: list[int]) -> dict[int, int]:
+    """Count one more read of each of these items that still lacks a result while the job runs,
+    and answer their counts by index: the items to read. Commit before reading them, so that a
+    worker dying on one still counts, and count only just before: a batch waiting its turn is
+    not being read.
+    """
+    counting = (
         update(Item)
-        .where(Item.job_id == job_id, Item.index.in_(taken))
+        .where(
+            Item.job_id == job_id,
+            Item.index.in_(indices),
+            ~_has_result(),
+            select(Job.id).where(Job.id == Item.job_id, Job.status == JobStatus.running).exists(),
+        )
         .values(attempts=Item.attempts + 1)
-        .returning(Item)
+        .returning(Item.index, Item.attempts)
+        .execution_options(synchronize_session=False)
     )
-    return sorted(session.scalars(taking), key=lambda item: item.index)
+    return {index: attempts for index, attempts in session.execute(counting)}
+
+
+def _has_result() -> Exists:
+    """Whether the item of the enclosing statement has its result."""
+    return (
+        select(Result.index)
+        .where(Result.job_id == Item.job_id, Result.index == Item.index)
+        .exists()
+    )
 
 
 def _pending(job_id: uuid.UUID, after: int, stop: int | None, *columns: Any) -> Select:
@@ -205,9 +229,6 @@ def _pending(job_id: uuid.UUID, after: int, stop: int | None, *columns: Any) -> 
     Walking the primary key from `after` keeps each call to one short index range; an anti-join
     over the whole job gets a full-scan plan on Postgres that makes a 10,000-item job quadratic.
     """
-    has_result = select(Result.index).where(
-        Result.job_id == Item.job_id, Result.index == Item.index
-    )
     query = (
         select(*columns)
         .join(Job, Job.id == Item.job_id)
@@ -215,7 +236,7 @@ def _pending(job_id: uuid.UUID, after: int, stop: int | None, *columns: Any) -> 
             Item.job_id == job_id,
             Item.index > after,
             Job.status == JobStatus.running,
-            ~has_result.exists(),
+            ~_has_result(),
         )
         .order_by(Item.index)
     )
@@ -248,9 +269,11 @@ def save_outcomes(session: Session, job_id: uuid.UUID, outcomes: Iterable[Outcom
     insert = dialect.insert(Result.__table__)
     columns = [name for name in rows[0] if name not in ("job_id", "index")]
     # One statement, its rows as parameters: compiled once and cached, however many rows come.
+    # A success stays: only a race between two deliveries could bring another outcome for it.
     upsert = insert.on_conflict_do_update(
         index_elements=["job_id", "index"],
         set_={name: insert.excluded[name] for name in columns},
+        where=Result.__table__.c.status != "succeeded",
     )
     session.execute(upsert, rows)
     session.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow()))

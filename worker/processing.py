@@ -4,8 +4,8 @@ batch at a time, save in bulk; whichever task saves the last result finishes the
 Safe to run twice or to resume: it only takes items without a result, and stops as soon as the
 job is no longer running (canceled, or finished by another delivery). Each transaction is redone
 whole while the database is unavailable (a restart), up to `db_retry_s`; past that the task fails
-and the sweep enqueues the job again. Taking items counts an attempt for each and commits before
-any is read, so a file that kills the worker is retried alone and failed after
+and the sweep enqueues the job again. Each read of an item is counted, and committed, just
+before it starts, so a file that kills the worker is retried alone and failed after
 `max_item_attempts`, instead of taking the worker down on every redelivery.
 """
 
@@ -61,7 +61,8 @@ def run_job(job_id: uuid.UUID, first: int = 0, stop: int | None = None) -> None:
         return
     while items:
         with _one_batch_at_a_time:
-            outcomes, forward_pass = _predict(items, model, job.model, for_canvas=False)
+            reading = _transaction(_start_reading, job_id, items)
+            outcomes, forward_pass = _predict(reading, model, job.model, for_canvas=False)
         after = items[-1].index
         items = _transaction(_save, job_id, outcomes, forward_pass, after, stop)
         metrics.count_items(job.model, outcomes)
@@ -78,12 +79,14 @@ def _transaction(work: Callable[..., T], *args: object) -> T:
 def _start(
     session: Session, job_id: uuid.UUID, after: int, stop: int | None
 ) -> tuple[Job, list[Item]] | None:
-    """Mark the job running and take its first batch (a canvas job's image)."""
+    """Mark the job running and take its first batch; a canvas job's image is read at once, so
+    its read is counted here."""
     job = store.start_job(session, job_id)
     if job is None:
         return None
-    limit = job.total if job.for_canvas else get_settings().inference_batch_size
-    return job, _take(session, job_id, limit, after, stop)
+    if job.for_canvas:
+        return job, _start_reading(session, job_id, _take(session, job_id, job.total, after, stop))
+    return job, _take(session, job_id, get_settings().inference_batch_size, after, stop)
 
 
 def _save(
@@ -107,10 +110,20 @@ def _take(
     """The next batch, within `inference_batch_bytes` (it bounds what a worker holds); with none
     left, the job is finished once every task's results are in."""
     max_bytes = get_settings().inference_batch_bytes
-    items = store.take_items(session, job_id, limit, max_bytes, after, stop)
+    items = store.next_items(session, job_id, limit, max_bytes, after, stop)
     if not items:
         store.finish_if_complete(session, job_id)
     return items
+
+
+def _start_reading(session: Session, job_id: uuid.UUID, items: list[Item]) -> list[Item]:
+    """Those of `items` still to read (none has a result yet, the job still runs), with this
+    read counted in their `attempts`."""
+    attempts = store.start_reading(session, job_id, [item.index for item in items])
+    reading = [item for item in items if item.index in attempts]
+    for item in reading:
+        item.attempts = attempts[item.index]
+    return reading
 
 
 def _save_canvas(session: Session, job_id: uuid.UUID, outcomes: list[store.Outcome]) -> None:

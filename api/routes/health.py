@@ -38,12 +38,20 @@ class Readiness:
         self._checks: dict[str, str] = {}
 
     def checks(self) -> dict[str, str]:
-        """Per part, "ok" or what is wrong; requests arriving during a check wait for it."""
-        with self._lock:
+        """Per part, "ok" or what is wrong. While a check runs (a worker ping can take a second,
+        an unreachable database longer), others get the last answer instead of a thread each
+        waiting; only the very first check is waited for."""
+        if time.monotonic() - self._checked_at < READY_FOR_S:
+            return self._checks
+        if not self._lock.acquire(blocking=not self._checks):
+            return self._checks
+        try:
             if time.monotonic() - self._checked_at >= READY_FOR_S:
                 self._checks = self._check()
                 self._checked_at = time.monotonic()
             return self._checks
+        finally:
+            self._lock.release()
 
     def _check(self) -> dict[str, str]:
         checks = {"database": "ok", "broker": "ok", "worker": "ok"}

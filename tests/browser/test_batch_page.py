@@ -6,6 +6,7 @@ import base64
 import csv
 import io
 import re
+import threading
 import zipfile
 from pathlib import Path
 
@@ -131,13 +132,17 @@ def test_polling_waits_out_a_rate_limit(
 def test_a_cancel_that_crosses_the_jobs_end_keeps_its_results(
     page: Page, console_errors: list[str], emnist_pngs: list[Path]
 ) -> None:
-    job_poll = re.compile(r"/api/v1/jobs/[0-9a-f-]{36}\?")
+    running_on_the_page = threading.Event()
+    running_on_the_page.set()
 
     def still_running(route: Route) -> None:
+        if not running_on_the_page.is_set():
+            route.continue_()
+            return
         job = route.fetch().json()
         route.fulfill(json={**job, "status": "running", "finished_at": None})
 
-    page.route(job_poll, still_running)
+    page.route(re.compile(r"/api/v1/jobs/[0-9a-f-]{36}\?"), still_running)
     page.goto("/batch")
     page.locator("#files").set_input_files(emnist_pngs[:2])
     expect(page).to_have_url(JOB_URL)
@@ -147,12 +152,16 @@ def test_a_cancel_that_crosses_the_jobs_end_keeps_its_results(
         if page.request.get(job_url).json()["status"] == "succeeded":
             break
         page.wait_for_timeout(100)
-    page.unroute(job_poll)
 
-    page.get_by_role("button", name="Cancel job").click()
+    # The page still sees the job running: its Cancel crosses the job's end.
+    with page.expect_response(re.compile(r"/cancel$")) as cancel:
+        page.get_by_role("button", name="Cancel job").click()
+    assert cancel.value.status == 409
+    running_on_the_page.clear()
     wait_for_results(page, 2)
     expect(page.locator("#notice")).to_be_hidden()
     assert len(console_errors) == 1 and "status of 409" in console_errors[0]
+    page.unroute_all(behavior="ignoreErrors")
 
 
 def test_dropped_zip_is_expanded_and_a_refused_file_shows_its_reason(

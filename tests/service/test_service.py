@@ -325,7 +325,7 @@ def test_models_and_health(client: TestClient, settings: Settings):
     assert ready.status_code == 200, ready.text
 
 
-def test_items_taken_and_never_saved_are_taken_again_one_at_a_time(
+def test_items_read_and_never_saved_are_read_again_one_at_a_time(
     settings: Settings, emnist_pngs: list[bytes]
 ):
     with session_scope(settings.database_url) as session:
@@ -334,11 +334,15 @@ def test_items_taken_and_never_saved_are_taken_again_one_at_a_time(
         )
         store.start_job(session, job.id)
 
-    def take() -> list[tuple[int, int]]:
+    def take(read: bool = True) -> list[tuple[int, int]]:
         with session_scope(settings.database_url) as session:
-            taken = store.take_items(session, job.id, limit=3, max_bytes=10**9)
-            return [(item.index, item.attempts) for item in taken]
+            taken = store.next_items(session, job.id, limit=3, max_bytes=10**9)
+            if not read:
+                return [(item.index, item.attempts) for item in taken]
+            reads = store.start_reading(session, job.id, [item.index for item in taken])
+            return sorted(reads.items())
 
+    assert take(read=False) == [(0, 0), (1, 0), (2, 0)]  # taken, waiting its turn: no read yet
     assert take() == [(0, 1), (1, 1), (2, 1)]  # and the worker dies: nothing saved
     assert take() == [(0, 2)]
     with session_scope(settings.database_url) as session:
@@ -349,7 +353,24 @@ def test_items_taken_and_never_saved_are_taken_again_one_at_a_time(
     assert take() == [(2, 2)]
     with session_scope(settings.database_url) as session:
         store.save_outcomes(session, job.id, [store.Outcome.failure(2, "read")])
+        assert store.start_reading(session, job.id, [2]) == {}  # saved meanwhile: not read again
     assert take() == [(3, 1)]
+    with session_scope(settings.database_url) as session:
+        store.cancel_job(session, store.get_job(session, job.id))
+    with session_scope(settings.database_url) as session:
+        assert store.start_reading(session, job.id, [3]) == {}
+
+
+def test_a_success_is_never_replaced_by_another_deliverys_failure(
+    settings: Settings, emnist_pngs: list[bytes]
+):
+    with session_scope(settings.database_url) as session:
+        job = store.create_job(session, "emnist47", [NewItem("a", emnist_pngs[0])])
+        store.save_outcomes(session, job.id, [store.Outcome(0, "succeeded", prediction="A")])
+        store.save_outcomes(session, job.id, [store.Outcome.failure(0, "given up")])
+    with session_scope(settings.database_url) as session:
+        (row,) = store.results_page(session, job.id, 0, 1)
+        assert (row.Result.status, row.Result.prediction) == ("succeeded", "A")
 
 
 def test_a_batch_holds_at_most_its_bytes_of_files_but_at_least_one(
@@ -365,7 +386,7 @@ def test_a_batch_holds_at_most_its_bytes_of_files_but_at_least_one(
     after = -1
     while True:
         with session_scope(settings.database_url) as session:
-            taken = store.take_items(session, job.id, limit=3, max_bytes=400, after=after)
+            taken = store.next_items(session, job.id, limit=3, max_bytes=400, after=after)
         if not taken:
             break
         batches.append([len(item.data) for item in taken])
