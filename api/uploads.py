@@ -31,6 +31,8 @@ CENTRAL_DIRECTORY_RECORD = b"PK\x01\x02"
 RECORDS_PER_ENTRY = 3
 ARCHIVE_MAGIC = (*ZIP_MAGIC, b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf", b"Rar!")
 IGNORED_ZIP_PREFIXES = ("__MACOSX/",)
+# Unicode's explicit bidi embeddings, overrides and isolates (not the plain LRM/RLM marks).
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 ESCAPING_ENTRY = "The entry's name leads out of the archive (absolute or with ..); it was not read."
 MB = 1_000_000
 
@@ -139,9 +141,12 @@ def _expand_zip(name: str, data: bytes, settings: Settings, budget: _UnzipBudget
 
 
 def _printable(name: str) -> str:
-    """The name with control characters (NUL, escapes, newlines) shown as U+FFFD: databases,
-    CSV files and terminals each choke on some of them."""
-    return "".join("\ufffd" if unicodedata.category(c) == "Cc" else c for c in name)
+    """The name with control characters (NUL, escapes, newlines) and bidi overrides shown as
+    U+FFFD: databases, CSV files and terminals each choke on some of them, and an override makes
+    a name display as another (`gnp.exe` for `exe.png`)."""
+    return "".join(
+        "\ufffd" if unicodedata.category(c) == "Cc" or c in BIDI_CONTROLS else c for c in name
+    )
 
 
 def _escapes_archive(entry_name: str) -> bool:

@@ -12,8 +12,11 @@ from rich.text import Text
 
 from client.api import Json
 
-# C0 and C1 control characters (escape sequences start with one), shown as U+FFFD instead.
-CONTROL_CHARACTERS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], "\ufffd")
+# C0 and C1 control characters (escape sequences start with one) and the bidi embeddings,
+# overrides and isolates (they make a name display as another), shown as U+FFFD instead.
+CONTROL_CHARACTERS = dict.fromkeys(
+    [*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)], "\ufffd"
+)
 
 
 def job_summary(job: Json) -> str:

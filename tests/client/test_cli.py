@@ -131,13 +131,15 @@ def test_status_results_and_cancel_of_a_job(cli_service: FakeService) -> None:
 def test_file_names_are_shown_as_they_are_never_as_markup_or_escapes(
     cli_service: FakeService,
 ) -> None:
-    cli_service.jobs["j"], cli_service.polls["j"] = ["[/]x.png", "a\x1b]0;owned\x07.png"], 1
+    names = ["[/]x.png", "a\x1b]0;owned\x07.png", "b\u202egnp.exe"]
+    cli_service.jobs["j"], cli_service.polls["j"] = names, 1
 
     result = hwr("results", "j")
 
     assert result.exit_code == 0, result.output
     assert "[/]x.png" in result.stdout
     assert "a\ufffd]0;owned\ufffd.png" in result.stdout
+    assert "b\ufffdgnp.exe" in result.stdout
     assert "\x1b" not in result.stdout
 
 

@@ -302,15 +302,16 @@ def test_control_characters_in_a_file_name_are_kept_out(
     client: TestClient, emnist_pngs: list[bytes]
 ):
     # By hand: httpx would percent-encode the NUL, as browsers do; a crafted client need not.
+    name = "a\x00b\x1b[31m\u202egnp.png".encode()
     body = (
-        b'--cut\r\nContent-Disposition: form-data; name="files"; filename="a\x00b\x1b[31m.png"\r\n'
+        b'--cut\r\nContent-Disposition: form-data; name="files"; filename="' + name + b'"\r\n'
         b"Content-Type: image/png\r\n\r\n" + emnist_pngs[0] + b"\r\n--cut--\r\n"
     )
     headers = {"Content-Type": "multipart/form-data; boundary=cut"}
     response = client.post(JOBS, content=body, headers=headers)
     assert response.status_code == 202, response.text
     job = wait_for(client, response.json()["id"])
-    assert job["results"]["items"][0]["filename"] == "a\ufffdb\ufffd[31m.png"
+    assert job["results"]["items"][0]["filename"] == "a\ufffdb\ufffd[31m\ufffdgnp.png"
     assert job["status"] == "succeeded"
 
 
