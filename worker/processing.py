@@ -165,8 +165,9 @@ def _predict(
     max_attempts = get_settings().max_item_attempts
     for item in items:
         if item.attempts > max_attempts:
-            logger.error("item %d of job %s given up after %d attempts", item.index, item.job_id,
-                         max_attempts)  # fmt: skip
+            logger.error(
+                "item %d of job %s given up after %d reads", item.index, item.job_id, max_attempts
+            )
             outcomes.append(store.Outcome.failure(item.index, GIVEN_UP.format(max_attempts)))
             continue
         try:

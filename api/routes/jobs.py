@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Header, HTTPException, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
 from api.deps import CeleryDep, OwnerDep, SettingsDep
 from api.schemas import JobOut, ModelField, error_responses, is_finished, item_out, job_out
@@ -18,6 +19,7 @@ from api.submit import submit_job
 from jobs import store
 from jobs.db import session_scope
 from jobs.logs import job_context
+from jobs.schema import Job
 from jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -148,9 +150,7 @@ def cancel_job(settings: SettingsDep, owner: OwnerDep, job_id: uuid.UUID) -> Job
     """Cancel an unfinished job (answers the job); a finished one is left as it is (409), so a
     cancel that crosses the job's end never costs its results, as DELETE would."""
     with job_context(job_id), session_scope(settings.database_url) as session:
-        job = store.get_job(session, job_id, for_update=True, owner=owner)
-        if job is None:
-            raise HTTPException(404, f"No job {job_id}.")
+        job = _locked_job(session, job_id, owner)
         if is_finished(job):
             raise HTTPException(409, f"The job already {job.status}: there is nothing to cancel.")
         store.cancel_job(session, job)
@@ -168,9 +168,7 @@ def cancel_or_delete_job(
 ) -> Response | JobOut:
     """Cancel an unfinished job (answers the job); delete a finished one (answers 204)."""
     with job_context(job_id), session_scope(settings.database_url) as session:
-        job = store.get_job(session, job_id, for_update=True, owner=owner)
-        if job is None:
-            raise HTTPException(404, f"No job {job_id}.")
+        job = _locked_job(session, job_id, owner)
         if is_finished(job):
             store.delete_job(session, job)
             logger.info("job deleted")
@@ -178,3 +176,11 @@ def cancel_or_delete_job(
         store.cancel_job(session, job)
         logger.info("job canceled")
     return read_job(settings, job_id)
+
+
+def _locked_job(session: Session, job_id: uuid.UUID, owner: str) -> Job:
+    """The owner's job, its row locked for a cancel or delete; 404 when there is none."""
+    job = store.get_job(session, job_id, for_update=True, owner=owner)
+    if job is None:
+        raise HTTPException(404, f"No job {job_id}.")
+    return job
