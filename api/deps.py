@@ -1,4 +1,5 @@
-"""What routes need from the app, set up by the app factory: settings, Celery, the watcher."""
+"""What routes need from the app, set up by the app factory: settings, Celery, the watcher, and
+the Redis client of the canvas queue (None where it is off)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, Request
+from redis.asyncio import Redis
 
 from api.access import owner_of
 from api.completion import CompletionWatcher
@@ -24,7 +26,12 @@ def _watcher(request: Request) -> CompletionWatcher:
     return request.app.state.watcher
 
 
+def _canvas_queue(request: Request) -> Redis | None:
+    return request.app.state.canvas_queue
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 CeleryDep = Annotated[Celery, Depends(_celery)]
 WatcherDep = Annotated[CompletionWatcher, Depends(_watcher)]
+CanvasQueueDep = Annotated[Redis | None, Depends(_canvas_queue)]
 OwnerDep = Annotated[str, Depends(owner_of)]

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from redis.asyncio import Redis
 
 from api import metrics, pages
 from api.access import AccessControl
@@ -18,6 +19,7 @@ from api.headers import SecurityHeaders
 from api.limits import RequestSizeLimit
 from api.metrics import GatewayMetrics, RequestMetrics
 from api.routes import health, jobs, models, predict
+from jobs import canvas_queue
 from jobs.logs import configure_logging
 from jobs.queue import make_celery
 from jobs.settings import Settings, get_settings
@@ -31,10 +33,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     watcher = CompletionWatcher(settings.database_url)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop_sweeper = start_sweeper(settings, celery)
         watching = asyncio.create_task(watcher.run())
+        if canvas_queue.enabled(settings):
+            app.state.canvas_queue = Redis.from_url(settings.broker_url)
         yield
+        if app.state.canvas_queue is not None:
+            await app.state.canvas_queue.aclose()
         watching.cancel()
         stop_sweeper.set()
 
@@ -47,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.celery = celery
     app.state.watcher = watcher
+    app.state.canvas_queue = None
     app.state.metrics = GatewayMetrics(settings, celery)
     app.state.readiness = health.Readiness(settings, celery)
     install_error_handlers(app)

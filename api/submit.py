@@ -13,7 +13,7 @@ from celery import Celery
 from fastapi import HTTPException, UploadFile
 from sqlalchemy.exc import IntegrityError
 
-from api.uploads import read_upload
+from api.uploads import Upload, read_upload
 from jobs import store
 from jobs.db import session_scope
 from jobs.queue import enqueue_job
@@ -34,6 +34,18 @@ def submit_job(
     """The id of the accepted job (an earlier one when the idempotency key was seen)."""
     # An empty Idempotency-Key header names no key; stored, a second one would clash with it.
     idempotency_key = idempotency_key or None
+    model, upload = accept_upload(settings, files, model, for_canvas)
+    if idempotency_key and (
+        earlier := _earlier_job(settings, owner, idempotency_key, upload.digest)
+    ):
+        return earlier
+    return store_job(settings, celery, model, upload, for_canvas, idempotency_key, owner)
+
+
+def accept_upload(
+    settings: Settings, files: list[UploadFile], model: str | None, for_canvas: bool = False
+) -> tuple[str, Upload]:
+    """The model to use and the checked upload; 4xx for what cannot become a job."""
     model = model or settings.default_model
     if model not in settings.model_names:
         names = ", ".join(settings.model_names)
@@ -44,14 +56,31 @@ def submit_job(
     if for_canvas and (refused := upload.items[0].error):
         # One image and nothing else to accept: a job that could only fail would be noise.
         raise HTTPException(422, refused)
-    if idempotency_key and (
-        earlier := _earlier_job(settings, owner, idempotency_key, upload.digest)
-    ):
-        return earlier
+    return model, upload
+
+
+def store_job(
+    settings: Settings,
+    celery: Celery,
+    model: str,
+    upload: Upload,
+    for_canvas: bool = False,
+    idempotency_key: str | None = None,
+    owner: str = "",
+    job_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    """Store the job (under `job_id` when given: IntegrityError if it is taken), then enqueue it."""
     try:
         with session_scope(settings.database_url) as session:
             job = store.create_job(
-                session, model, upload.items, for_canvas, idempotency_key, upload.digest, owner
+                session,
+                model,
+                upload.items,
+                for_canvas,
+                idempotency_key,
+                upload.digest,
+                owner,
+                job_id,
             )
     except IntegrityError:
         if idempotency_key and (

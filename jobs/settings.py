@@ -71,11 +71,13 @@ class Settings(BaseSettings):
         description="Times a worker may take up an image without a result before it fails "
         "(its file kills the worker)",
     )
-    coalesce_max_batch: int = Field(64, description="Most canvas images in one forward pass")
+    coalesce_max_batch: int = Field(
+        64, description="Most canvas images in one forward pass (and taken off the canvas queue)"
+    )
     coalesce_max_wait_ms: float = Field(
         50.0,
-        description="Longest a batch of concurrent canvas images waits to fill "
-        "(a lone image never waits); 0: no wait",
+        description="Longest a batch of concurrent canvas jobs waits to fill, where drawings "
+        "are jobs (no Redis); a lone image never waits; 0: no wait",
     )
     torch_threads: int = Field(
         1,

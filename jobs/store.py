@@ -50,6 +50,22 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class AnsweredDrawing:
+    """A canvas drawing a worker answered straight from the canvas queue (`jobs.canvas_queue`):
+    stored afterwards as the finished one-item job it would have been."""
+
+    job_id: uuid.UUID
+    model: str
+    owner: str
+    filename: str
+    request_hash: str
+    created_at: datetime
+    started_at: datetime
+    finished_at: datetime
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
 class Progress:
     total: int
     done: int
@@ -64,9 +80,12 @@ def create_job(
     idempotency_key: str | None = None,
     request_hash: str | None = None,
     owner: str = "",
+    job_id: uuid.UUID | None = None,
 ) -> Job:
-    """A queued job; items that failed validation get their failed result right away."""
+    """A queued job (under `job_id` when given); items that failed validation get their failed
+    result right away."""
     job = Job(
+        id=job_id or uuid.uuid4(),
         owner=owner,
         model=model,
         total=len(items),
@@ -265,8 +284,7 @@ def save_outcomes(session: Session, job_id: uuid.UUID, outcomes: Iterable[Outcom
     rows = [{"job_id": job_id, **vars(outcome)} for outcome in outcomes]
     if not rows:
         return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(Result.__table__)
+    insert = _dialect(session).insert(Result.__table__)
     columns = [name for name in rows[0] if name not in ("job_id", "index")]
     # One statement, its rows as parameters: compiled once and cached, however many rows come.
     # A success stays: only a race between two deliveries could bring another outcome for it.
@@ -277,6 +295,45 @@ def save_outcomes(session: Session, job_id: uuid.UUID, outcomes: Iterable[Outcom
     )
     session.execute(upsert, rows)
     session.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow()))
+
+
+def save_answered_drawings(session: Session, drawings: Sequence[AnsweredDrawing]) -> set[uuid.UUID]:
+    """Store answered drawings as finished jobs; answers the ids of those stored.
+
+    A drawing whose job id exists already is left alone: its gateway stopped waiting and queued
+    it as a job of its own, which a worker reads as any other.
+    """
+    jobs = [
+        {
+            "id": d.job_id,
+            "status": JobStatus.succeeded,
+            "model": d.model,
+            "total": 1,
+            "for_canvas": True,
+            "owner": d.owner,
+            "request_hash": d.request_hash,
+            "created_at": d.created_at,
+            "started_at": d.started_at,
+            "finished_at": d.finished_at,
+            "updated_at": d.finished_at,
+        }
+        for d in drawings
+    ]
+    insert = _dialect(session).insert(Job.__table__).on_conflict_do_nothing(index_elements=["id"])
+    stored = set(session.scalars(insert.returning(Job.id), jobs))
+    if not stored:
+        return stored
+    kept = [d for d in drawings if d.job_id in stored]
+    items = [{"job_id": d.job_id, "index": 0, "filename": d.filename, "attempts": 1} for d in kept]
+    session.execute(_dialect(session).insert(Item.__table__), items)
+    results = [{"job_id": d.job_id, **vars(d.outcome), "index": 0} for d in kept]
+    session.execute(_dialect(session).insert(Result.__table__), results)
+    return stored
+
+
+def _dialect(session: Session) -> Any:
+    """The dialect module whose `insert` has ON CONFLICT: Postgres in production, SQLite here."""
+    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
 
 
 def finish_job(session: Session, job_id: uuid.UUID, status: JobStatus) -> None:

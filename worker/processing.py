@@ -151,17 +151,13 @@ def _fail_unavailable(session: Session, job: Job) -> list[store.Outcome]:
     return failures
 
 
-def _model_input(item: Item, model: Predictor) -> ModelInput:
-    return read_model_input(item.data or b"", model.spec.input, get_settings().file_limits())
-
-
 def _predict(
     items: list[Item], model: Predictor, model_name: str, for_canvas: bool
 ) -> tuple[list[store.Outcome], int]:
     """Outcomes for a batch, and the size of its forward pass (0 for canvas images, which the
-    coalescer batches and records): unreadable images fail alone, the rest share one pass."""
+    coalescer batches and records); an item read too often already fails unread."""
     outcomes: list[store.Outcome] = []
-    readable: list[tuple[int, ModelInput]] = []
+    images: list[tuple[int, bytes]] = []
     max_attempts = get_settings().max_item_attempts
     for item in items:
         if item.attempts > max_attempts:
@@ -169,25 +165,42 @@ def _predict(
                 "item %d of job %s given up after %d reads", item.index, item.job_id, max_attempts
             )
             outcomes.append(store.Outcome.failure(item.index, GIVEN_UP.format(max_attempts)))
-            continue
+        else:
+            images.append((item.index, item.data or b""))
+    if for_canvas:
+        coalescer = inference.coalescer(model_name)
+        read, _ = read_and_predict(images, model, lambda xs: [coalescer.predict(x) for x in xs])
+        return outcomes + read, 0
+    read, forward_pass = read_and_predict(images, model, model.predict_inputs, display=False)
+    return outcomes + read, forward_pass
+
+
+def read_and_predict(
+    images: list[tuple[int, bytes]],
+    model: Predictor,
+    predict: Callable[[list[ModelInput]], list[Prediction]],
+    display: bool = True,
+) -> tuple[list[store.Outcome], int]:
+    """Outcomes of (index, file) pairs, and how many images `predict` got: unreadable files fail
+    alone, the rest share one call. `display` adds the model input as a PNG, as drawings show it."""
+    outcomes: list[store.Outcome] = []
+    readable: list[tuple[int, ModelInput]] = []
+    limits = get_settings().file_limits()
+    for index, data in images:
         try:
-            readable.append((item.index, _model_input(item, model)))
+            readable.append((index, read_model_input(data, model.spec.input, limits)))
         except PreprocessError as error:
-            outcomes.append(store.Outcome.failure(item.index, error.message))
+            outcomes.append(store.Outcome.failure(index, error.message))
         except Exception:
-            logger.exception("item %d of job %s could not be read", item.index, item.job_id)
-            outcomes.append(store.Outcome.failure(item.index, "The image could not be read."))
+            logger.exception("image %d could not be read", index)
+            outcomes.append(store.Outcome.failure(index, "The image could not be read."))
     if not readable:
         return outcomes, 0
-    inputs = [model_input for _, model_input in readable]
-    if for_canvas:
-        predictions = [inference.coalescer(model_name).predict(x) for x in inputs]
-    else:
-        predictions = model.predict_inputs(inputs)
+    predictions = predict([model_input for _, model_input in readable])
     for (index, model_input), prediction in zip(readable, predictions, strict=True):
-        display = _display_png(model_input.pixels, model) if for_canvas else None
-        outcomes.append(_success(index, prediction, display))
-    return outcomes, 0 if for_canvas else len(readable)
+        shown = _display_png(model_input.pixels, model) if display else None
+        outcomes.append(_success(index, prediction, shown))
+    return outcomes, len(readable)
 
 
 def _display_png(model_input: np.ndarray, model: Predictor) -> str:

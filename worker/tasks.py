@@ -13,7 +13,7 @@ from celery.signals import setup_logging, worker_process_init, worker_ready
 from jobs.logs import configure_logging, job_context
 from jobs.queue import RUN_JOB, make_celery
 from jobs.settings import get_settings
-from worker import inference, metrics, processing
+from worker import canvas, inference, metrics, processing
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +26,21 @@ def _log_as_the_gateway_does(**_: Any) -> None:
 
 
 @worker_process_init.connect
-def _load_models_after_fork(**_: Any) -> None:
-    inference.preload()
-    metrics.serve(get_settings().worker_metrics_port)
+def _start_after_fork(**_: Any) -> None:
+    _start_process()
 
 
 @worker_ready.connect
-def _load_models_without_fork(sender: Any, **_: Any) -> None:
+def _start_without_fork(sender: Any, **_: Any) -> None:
     if not isinstance(sender.pool, PreforkPool):
-        inference.preload()
-        metrics.serve(get_settings().worker_metrics_port)
+        _start_process()
+
+
+def _start_process() -> None:
+    """Load the models, serve metrics and answer the canvas queue of the queues consumed."""
+    inference.preload()
+    metrics.serve(get_settings().worker_metrics_port)
+    canvas.start(app.amqp.queues.consume_from)
 
 
 @app.task(name=RUN_JOB)

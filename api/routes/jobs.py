@@ -14,7 +14,15 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from api.deps import CeleryDep, OwnerDep, SettingsDep
-from api.schemas import JobOut, ModelField, error_responses, is_finished, item_out, job_out
+from api.schemas import (
+    PAGE_LIMIT,
+    JobOut,
+    ModelField,
+    error_responses,
+    is_finished,
+    item_out,
+    job_out,
+)
 from api.submit import submit_job
 from jobs import store
 from jobs.db import session_scope
@@ -40,7 +48,7 @@ def read_job(
     settings: Settings,
     job_id: uuid.UUID,
     offset: int = 0,
-    limit: int = 100,
+    limit: int = PAGE_LIMIT,
     owner: str | None = None,
 ) -> JobOut:
     """The job as clients see it; 404 when it is missing or `owner` did not create it."""
@@ -94,7 +102,7 @@ def get_job(
     response: Response,
     job_id: uuid.UUID,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000)] = PAGE_LIMIT,
 ) -> JobOut:
     """Status, progress and one page of results."""
     job = read_job(settings, job_id, offset, limit, owner)

@@ -1,17 +1,44 @@
-"""One canvas image: a job like any other, but the answer waits briefly for its result."""
+"""One canvas image: answered within `predict_wait_s` when a worker gets to it, else a job to poll.
+
+With Redis as the broker the drawing goes through the canvas queue (`jobs.canvas_queue`): a
+worker stores it as a finished job and answers at once, with no task and no read-back. Elsewhere
+(the embedded default), or when no answer comes in time, it is a job like any other.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
+import uuid
 from typing import Annotated
 
+from celery import Celery
 from fastapi import APIRouter, File, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import IntegrityError
 
-from api.deps import CeleryDep, OwnerDep, SettingsDep, WatcherDep
+from api.deps import CanvasQueueDep, CeleryDep, OwnerDep, SettingsDep, WatcherDep
 from api.routes.jobs import job_headers, read_job
-from api.schemas import JobOut, ModelField, PredictOut, error_responses, is_finished
-from api.submit import submit_job
+from api.schemas import (
+    JobOut,
+    ModelField,
+    PredictOut,
+    answered_drawing_out,
+    error_responses,
+    is_finished,
+)
+from api.submit import accept_upload, store_job, submit_job
+from api.uploads import Upload
+from jobs import canvas_queue
+from jobs.canvas_queue import Drawing
+from jobs.schema import utcnow
+from jobs.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["predict"])
 
@@ -28,16 +55,67 @@ async def predict(
     settings: SettingsDep,
     celery: CeleryDep,
     watcher: WatcherDep,
+    queue: CanvasQueueDep,
     owner: OwnerDep,
     file: Annotated[UploadFile, File(description="One image")],
     model: ModelField = None,
 ) -> PredictOut | JSONResponse:
     """200 with the result when it is ready within `predict_wait_s`, else 202 with the job."""
-    job_id = await run_in_threadpool(
-        submit_job, settings, celery, [file], model, for_canvas=True, owner=owner
-    )
-    await watcher.wait(job_id, settings.predict_wait_s)
+    if queue is None:
+        job_id = await run_in_threadpool(
+            submit_job, settings, celery, [file], model, for_canvas=True, owner=owner
+        )
+        await watcher.wait(job_id, settings.predict_wait_s)
+    else:
+        answered, job_id = await _through_canvas_queue(settings, celery, queue, file, model, owner)
+        if answered is not None:
+            return answered
     job = await run_in_threadpool(read_job, settings, job_id)
     if is_finished(job):
         return PredictOut(job=job, result=job.results.items[0])
     return JSONResponse(job.model_dump(mode="json"), 202, headers=job_headers(job))
+
+
+async def _through_canvas_queue(
+    settings: Settings,
+    celery: Celery,
+    queue: Redis,
+    file: UploadFile,
+    model: str | None,
+    owner: str,
+) -> tuple[PredictOut | None, uuid.UUID]:
+    """The worker's answer; without one in time, the id of the job the drawing is stored as."""
+    model, upload = await run_in_threadpool(accept_upload, settings, [file], model, True)
+    drawing = Drawing(
+        job_id=uuid.uuid4(),
+        model=model,
+        owner=owner,
+        filename=upload.items[0].filename,
+        data=upload.items[0].data or b"",
+        request_hash=upload.digest,
+        created_at=utcnow(),
+        answer_by=time.time() + settings.predict_wait_s,
+    )
+    try:
+        answer = await canvas_queue.ask(queue, settings, drawing)
+    except RedisError as error:
+        logger.warning("canvas queue unavailable, storing the drawing as a job: %s", error)
+        answer = None
+    if answer is not None:
+        return answered_drawing_out(drawing, answer), drawing.job_id
+    await run_in_threadpool(_store_unanswered, settings, celery, drawing, upload)
+    return None, drawing.job_id
+
+
+def _store_unanswered(settings: Settings, celery: Celery, drawing: Drawing, upload: Upload) -> None:
+    """Store the drawing as a queued job under its id, unless a worker just stored it answered."""
+    with contextlib.suppress(IntegrityError):
+        store_job(
+            settings,
+            celery,
+            drawing.model,
+            upload,
+            for_canvas=True,
+            owner=drawing.owner,
+            job_id=drawing.job_id,
+        )

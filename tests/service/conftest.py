@@ -28,7 +28,7 @@ from bench.stack import StackError, database, free_port, service_env
 from jobs.queue import make_celery
 from jobs.settings import ROOT, Settings
 from ml.artifact import InputSpec, LogitCalibration, ModelSpec, save_model
-from ml.data import read_mapping
+from ml.data import load_split, read_mapping
 from ml.model import ARCHITECTURE, CharCNN, Ensemble
 from tests.conftest import require
 
@@ -49,6 +49,13 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def emnist_pngs(emnist_dir: Path) -> list[bytes]:
+    """Real EMNIST test letters as PNGs."""
+    images = load_split(emnist_dir, "pool47", "test").images[:100]
+    return [png_bytes(image) for image in images]
 
 
 @pytest.fixture(scope="session")

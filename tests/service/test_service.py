@@ -10,7 +10,6 @@ import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -28,18 +27,11 @@ from jobs.settings import Settings
 from jobs.store import NewItem
 from jobs.sweep import sweep_once
 from ml import Predictor, load_model
-from ml.data import load_split
 from ml.preprocess import read_model_input
 from tests.service.conftest import PEN_LINE_LABEL, png_bytes
 
 JOBS = "/api/v1/jobs"
 FINISHED = ("succeeded", "failed", "canceled")
-
-
-@pytest.fixture(scope="module")
-def emnist_pngs(emnist_dir: Path) -> list[bytes]:
-    images = load_split(emnist_dir, "pool47", "test").images[:100]
-    return [png_bytes(image) for image in images]
 
 
 def upload(*files: tuple[str, bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
