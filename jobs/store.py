@@ -303,6 +303,8 @@ def save_answered_drawings(session: Session, drawings: Sequence[AnsweredDrawing]
     A drawing whose job id exists already is left alone: its gateway stopped waiting and queued
     it as a job of its own, which a worker reads as any other.
     """
+    if not drawings:
+        return set()
     jobs = [
         {
             "id": d.job_id,

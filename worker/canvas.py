@@ -19,6 +19,7 @@ from datetime import datetime
 from itertools import groupby
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from jobs import canvas_queue, store
 from jobs.canvas_queue import Answer, Drawing
@@ -55,6 +56,9 @@ def _serve(keys: list[str]) -> None:
             fresh = [drawing for drawing in drawings if not canvas_queue.is_stale(drawing)]
             if fresh:
                 canvas_queue.give(redis, settings, _answer(fresh))
+        except RedisError as error:
+            logger.warning("canvas queue unavailable, retrying: %s", error)
+            time.sleep(RETRY_S)
         except Exception:
             logger.exception("canvas drawings left unanswered; their gateways store them as jobs")
             time.sleep(RETRY_S)

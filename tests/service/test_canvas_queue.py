@@ -97,6 +97,16 @@ def test_a_drawing_past_its_answer_time_is_dropped_unread(
         assert store.get_job(session, stale.job_id) is None
 
 
+def test_a_drawing_for_a_model_the_worker_lacks_is_left_to_its_job(
+    worker: object, settings: Settings, emnist_pngs: list[bytes]
+):
+    """Unanswered, its gateway stores it as a job, which fails with the reason (test_service)."""
+    sent = drawing(emnist_pngs[5], model="retired-model")
+    assert ask(settings.model_copy(update={"predict_wait_s": 1.0}), sent) is None
+    with session_scope(settings.database_url) as session:
+        assert store.get_job(session, sent.job_id) is None
+
+
 def test_a_drawing_no_worker_answers_in_time_becomes_a_job(
     worker: object, settings: Settings, emnist_pngs: list[bytes]
 ):
@@ -133,6 +143,7 @@ def test_a_drawing_is_stored_once_whoever_stores_it_first(
         outcome=outcome,
     )
     with session_scope(settings.database_url) as session:
+        assert store.save_answered_drawings(session, []) == set()
         assert store.save_answered_drawings(session, [answered]) == {sent.job_id}
     with session_scope(settings.database_url) as session:
         assert store.save_answered_drawings(session, [answered]) == set()
