@@ -76,8 +76,13 @@ class Settings(BaseSettings):
     )
     coalesce_max_wait_ms: float = Field(
         50.0,
-        description="Longest a batch of concurrent canvas jobs waits to fill, where drawings "
-        "are jobs (no Redis); a lone image never waits; 0: no wait",
+        description="Longest a batch of concurrent canvas images waits to fill "
+        "(a lone image never waits); 0: no wait",
+    )
+    coalesce_gap_ms: float = Field(
+        3.0,
+        description="On the canvas queue, a batch of concurrent drawings stops waiting for more "
+        "once none came for this long; 0: no wait",
     )
     torch_threads: int = Field(
         1,

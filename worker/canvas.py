@@ -2,9 +2,10 @@
 drawing waiting on its queues' lists, runs them as one forward pass per model, stores them as
 finished jobs in one transaction and only then answers them, so an answer always has its job.
 
-Drawings come already batched: whatever arrived while the last batch ran is the next one, so
-nothing waits to fill a batch. What this thread cannot answer (an unavailable model or
-database) it leaves unanswered, and each gateway then stores its drawing as a job.
+Drawings come already batched: whatever arrived while the last batch ran is the next one. A lone
+drawing never waits; drawings of clients drawing at once wait a few milliseconds for company, so
+that one transaction serves more of them. What this thread cannot answer (an unavailable model
+or database) it leaves unanswered, and each gateway then stores its drawing as a job.
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ from jobs.schema import utcnow
 from jobs.settings import get_settings
 from ml.artifact import ModelArtifactError
 from worker import inference, metrics
+from worker.batcher import CONCURRENCY_MEMORY_S
 from worker.processing import read_and_predict
 
 logger = logging.getLogger(__name__)
 
 # How long one wait for a drawing blocks; short, so a lost Redis connection shows soon.
 TAKE_BLOCK_S = 1.0
+# How often a batch waiting for company looks for more drawings.
+POLL_S = 0.001
 # Pause after a failure (Redis or the database unavailable) before taking drawings again.
 RETRY_S = 1.0
 
@@ -50,9 +54,14 @@ def start(queues: Iterable[str]) -> None:
 def _serve(keys: list[str]) -> None:
     settings = get_settings()
     redis = Redis.from_url(settings.broker_url)
+    concurrent_until = 0.0
     while True:
         try:
             drawings = canvas_queue.take(redis, keys, settings.coalesce_max_batch, TAKE_BLOCK_S)
+            if len(drawings) > 1 or time.monotonic() < concurrent_until:
+                drawings += _company(redis, keys, settings.coalesce_max_batch - len(drawings))
+            if len(drawings) > 1:
+                concurrent_until = time.monotonic() + CONCURRENCY_MEMORY_S
             fresh = [drawing for drawing in drawings if not canvas_queue.is_stale(drawing)]
             if fresh:
                 canvas_queue.give(redis, settings, _answer(fresh))
@@ -62,6 +71,25 @@ def _serve(keys: list[str]) -> None:
         except Exception:
             logger.exception("canvas drawings left unanswered; their gateways store them as jobs")
             time.sleep(RETRY_S)
+
+
+def _company(redis: Redis, keys: list[str], most: int) -> list[Drawing]:
+    """Drawings of clients drawing at once: more come while the last came under `coalesce_gap_ms`
+    ago, for at most `coalesce_max_wait_ms`. Polled: Redis times a blocking wait only to its
+    tick (100 ms by default)."""
+    settings = get_settings()
+    gap_s = settings.coalesce_gap_ms / 1000
+    now = time.monotonic()
+    deadline = now + settings.coalesce_max_wait_ms / 1000
+    quiet_after = now + gap_s
+    company: list[Drawing] = []
+    while len(company) < most and time.monotonic() < min(deadline, quiet_after):
+        time.sleep(POLL_S)
+        more = canvas_queue.take_waiting(redis, keys, most - len(company))
+        if more:
+            company += more
+            quiet_after = time.monotonic() + gap_s
+    return company
 
 
 def _answer(drawings: list[Drawing]) -> dict[uuid.UUID, Answer]:
