@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
-from redis.asyncio import Redis
 
 from api import metrics, pages
 from api.access import AccessControl
@@ -37,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stop_sweeper = start_sweeper(settings, celery)
         watching = asyncio.create_task(watcher.run())
         if canvas_queue.enabled(settings):
-            app.state.canvas_queue = Redis.from_url(settings.broker_url)
+            app.state.canvas_queue = canvas_queue.connect_async(settings)
         yield
         if app.state.canvas_queue is not None:
             await app.state.canvas_queue.aclose()

@@ -13,8 +13,7 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from jobs import store
-from jobs.canvas_queue import Answer, Drawing
-from jobs.schema import UNFINISHED, Job, JobStatus
+from jobs.schema import UNFINISHED, Job
 from jobs.settings import Settings
 
 # The shipped models, listed in the schema so that clients (and fuzzers) know the valid names;
@@ -144,20 +143,3 @@ def job_out(session: Session, job: Job, offset: int = 0, limit: int = PAGE_LIMIT
             offset=offset, limit=limit, total=job.total, items=[item_out(r) for r in rows]
         ),
     )
-
-
-def answered_drawing_out(drawing: Drawing, answer: Answer) -> PredictOut:
-    """What /predict answers for a drawing the canvas queue answered: the finished job that a
-    worker stored for it, as a read of that job would show it."""
-    result = ItemOut(filename=drawing.filename, **vars(answer.outcome))
-    job = JobOut(
-        id=drawing.job_id,
-        status=JobStatus.succeeded,
-        model=drawing.model,
-        created_at=drawing.created_at,
-        started_at=answer.started_at,
-        finished_at=answer.finished_at,
-        progress=Progress(total=1, done=1, failed=int(result.status == "failed")),
-        results=ResultsPage(offset=0, limit=PAGE_LIMIT, total=1, items=[result]),
-    )
-    return PredictOut(job=job, result=result)

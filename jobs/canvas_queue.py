@@ -3,20 +3,23 @@
 A drawing sent as a job costs two commits at the gateway, a Celery task, two transactions at the
 worker and a read-back: about 25 ms of server CPU, where preprocessing and the forward pass take
 about 2 ms. Where the broker is Redis, the gateway instead pushes the drawing onto a list of its
-job queue and waits on a key of its own; a worker takes everything on the list at once, runs it
-as one forward pass per model, stores the drawings as finished jobs in one transaction, and only
-then answers each on its key.
+job queue and waits on a key of its own; a worker takes what is on the list, runs it as one
+forward pass per model, stores the drawings as finished jobs in one transaction, and only then
+answers each on its key.
 
 The job id is the gateway's, so the database settles the one race. A gateway that waited in vain
-(no worker, a worker that died holding the drawing) stores the drawing as a queued job under that
-id and sends it as a task; a worker that then finds the id taken does not answer. Either way the
+takes its drawing back off the list (so the list holds only drawings someone waits for) and
+stores it as a queued job under that id; if a worker had already taken it, whichever of the two
+stores it first wins, and a worker that finds the id taken does not answer. Either way the
 drawing is stored once and nothing accepted is lost.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import logging
 import math
 import time
 import uuid
@@ -26,13 +29,25 @@ from typing import Any
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from jobs.schema import JobStatus
 from jobs.settings import Settings
 from jobs.store import Outcome
+
+logger = logging.getLogger(__name__)
 
 REDIS_SCHEMES = ("redis", "rediss")
 # An answer nobody took (its gateway stopped waiting) is dropped after this.
 ANSWER_KEPT_S = 60
+# A Redis that does not accept a connection in this long counts as down: the drawing becomes a job.
+CONNECT_TIMEOUT_S = 2.0
+# Beyond a blocking wait, how long a reply may take before the connection counts as lost.
+REPLY_MARGIN_S = 5.0
+# A drawing with less time than this left before its gateway stops waiting is not worth reading.
+ANSWER_MARGIN_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -49,18 +64,51 @@ class Drawing:
     created_at: datetime
     answer_by: float
 
+    def is_stale(self) -> bool:
+        """Too late to answer by this host's clock (hosts' clocks are assumed to agree)."""
+        return self.answer_by - ANSWER_MARGIN_S <= time.time()
+
 
 @dataclass(frozen=True)
 class Answer:
+    """What a waiting gateway needs to answer /predict as a read of the stored job would."""
+
+    job_status: str
     started_at: datetime
     finished_at: datetime
     outcome: Outcome
 
 
 def enabled(settings: Settings) -> bool:
-    """The canvas queue needs Redis as the broker, and a gateway willing to wait."""
-    scheme = settings.broker_url.split("://", 1)[0]
-    return scheme in REDIS_SCHEMES and settings.predict_wait_s > 0
+    """Gateways use the canvas queue with Redis as the broker, and a wait to answer within."""
+    return uses_redis(settings) and settings.predict_wait_s > 0
+
+
+def uses_redis(settings: Settings) -> bool:
+    """Workers answer the canvas queue wherever the broker is Redis, whatever gateways wait."""
+    return settings.broker_url.split("://", 1)[0] in REDIS_SCHEMES
+
+
+def connect(settings: Settings, longest_wait_s: float) -> Redis:
+    """A client that fails fast rather than retrying (the caller has a way round a lost Redis)."""
+    return Redis.from_url(
+        settings.broker_url,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=longest_wait_s + REPLY_MARGIN_S,
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def connect_async(settings: Settings) -> AsyncRedis:
+    """The gateway's client: as `connect`, for waits of up to `predict_wait_s`."""
+    return AsyncRedis.from_url(
+        settings.broker_url,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=settings.predict_wait_s + REPLY_MARGIN_S,
+        socket_keepalive=True,
+        retry=AsyncRetry(NoBackoff(), 0),
+    )
 
 
 def drawings_key(settings: Settings, queue: str) -> str:
@@ -71,36 +119,62 @@ def _answer_key(settings: Settings, job_id: uuid.UUID) -> str:
     return f"{settings.broker_key_prefix}canvas:answer:{job_id}"
 
 
-async def ask(redis: AsyncRedis, settings: Settings, drawing: Drawing) -> Answer | None:
-    """Queue the drawing and wait up to `predict_wait_s` for its answer (None: none came)."""
+async def ask(
+    redis: AsyncRedis, settings: Settings, drawing: Drawing, message: bytes
+) -> Answer | None:
+    """Queue the drawing (`message`, its `encode`) and wait up to `predict_wait_s` for its answer.
+    None when none came; the drawing is then off the list, or in a worker's hands."""
     key = drawings_key(settings, settings.job_queue)
     async with redis.pipeline(transaction=False) as pipeline:
-        pipeline.rpush(key, _encode_drawing(drawing))
-        # A list no worker takes from for this long holds only drawings nobody waits for.
+        pipeline.rpush(key, message)
+        # Drawings whose gateway died before taking them back go when the list is idle this long.
         pipeline.expire(key, math.ceil(2 * settings.predict_wait_s))
         await pipeline.execute()
     answered = await redis.blpop([_answer_key(settings, drawing.job_id)], settings.predict_wait_s)
-    return None if answered is None else _decode_answer(answered[1])
+    if answered is None:
+        await redis.lrem(key, 1, message)
+        return None
+    try:
+        return _decode_answer(answered[1])
+    except (ValueError, TypeError, KeyError):
+        logger.exception("unreadable answer to drawing %s; it is stored as a job", drawing.job_id)
+        return None
 
 
-def take(redis: Redis, keys: list[str], most: int, block_s: float) -> list[Drawing]:
-    """Everything queued on the first of `keys` that holds any, up to `most`; waits up to
-    `block_s` for a first drawing, never for more."""
+def take(
+    redis: Redis, keys: list[str], most: int, most_bytes: int, block_s: float
+) -> list[Drawing]:
+    """What is queued on the first of `keys` that holds any: up to `most` drawings of at most
+    `most_bytes` in all (at least one); waits up to `block_s` for the first, never for more."""
     popped = redis.blpop(keys, block_s)
     if popped is None:
         return []
     key, first = popped
-    rest = redis.lpop(key, most - 1) if most > 1 else None
-    return [_decode_drawing(data) for data in [first, *(rest or [])]]
+    return _decoded([first, *_pop(redis, key, most - 1, most_bytes - len(first))])
 
 
-def take_waiting(redis: Redis, keys: list[str], most: int) -> list[Drawing]:
-    """What is queued now on `keys`, in their order, up to `most`; never waits."""
-    taken: list[bytes] = []
+def take_waiting(redis: Redis, keys: list[str], most: int, most_bytes: int) -> list[Drawing]:
+    """As `take`, but from every one of `keys` in turn, and without waiting at all."""
+    messages: list[bytes] = []
     for key in keys:
-        if len(taken) < most:
-            taken += redis.lpop(key, most - len(taken)) or []
-    return [_decode_drawing(data) for data in taken]
+        taken = _pop(redis, key, most - len(messages), most_bytes - sum(map(len, messages)))
+        messages += taken
+    return _decoded(messages)
+
+
+def _pop(redis: Redis, key: str, most: int, most_bytes: int) -> list[bytes]:
+    """Up to `most` messages of at most `most_bytes` in all off the head of `key`; those past the
+    budget go back to the head, in their order."""
+    if most <= 0 or most_bytes <= 0:
+        return []
+    popped: list[bytes] = redis.lpop(key, most) or []
+    kept, size = 0, 0
+    while kept < len(popped) and size + len(popped[kept]) <= most_bytes:
+        size += len(popped[kept])
+        kept += 1
+    if kept < len(popped):
+        redis.lpush(key, *reversed(popped[kept:]))
+    return popped[:kept]
 
 
 def give(redis: Redis, settings: Settings, answers: dict[uuid.UUID, Answer]) -> None:
@@ -113,11 +187,8 @@ def give(redis: Redis, settings: Settings, answers: dict[uuid.UUID, Answer]) -> 
         pipeline.execute()
 
 
-def is_stale(drawing: Drawing) -> bool:
-    return drawing.answer_by <= time.time()
-
-
-def _encode_drawing(drawing: Drawing) -> bytes:
+def encode(drawing: Drawing) -> bytes:
+    """The drawing as queued: JSON, its image in base64."""
     fields = vars(drawing) | {
         "job_id": str(drawing.job_id),
         "data": base64.b64encode(drawing.data).decode(),
@@ -126,21 +197,36 @@ def _encode_drawing(drawing: Drawing) -> bytes:
     return json.dumps(fields).encode()
 
 
+def _decoded(messages: list[bytes]) -> list[Drawing]:
+    """The drawings of `messages`, each alone: one that cannot be read (from another version of
+    the gateway, say) is logged and left to its gateway, which stores it as a job."""
+    drawings: list[Drawing] = []
+    for message in messages:
+        try:
+            drawings.append(_decode_drawing(message))
+        except (ValueError, TypeError, KeyError):
+            logger.exception("an unreadable drawing was left to its gateway")
+    return drawings
+
+
 def _decode_drawing(message: bytes) -> Drawing:
     fields: dict[str, Any] = json.loads(message)
     return Drawing(
-        **fields
-        | {
-            "job_id": uuid.UUID(fields["job_id"]),
-            "data": base64.b64decode(fields["data"]),
-            "created_at": datetime.fromisoformat(fields["created_at"]),
-        }
+        job_id=uuid.UUID(fields["job_id"]),
+        model=str(fields["model"]),
+        owner=str(fields["owner"]),
+        filename=str(fields["filename"]),
+        data=base64.b64decode(fields["data"], validate=True),
+        request_hash=str(fields["request_hash"]),
+        created_at=datetime.fromisoformat(fields["created_at"]),
+        answer_by=float(fields["answer_by"]),
     )
 
 
 def _encode_answer(answer: Answer) -> bytes:
     return json.dumps(
         {
+            "job_status": answer.job_status,
             "started_at": answer.started_at.isoformat(),
             "finished_at": answer.finished_at.isoformat(),
             "outcome": vars(answer.outcome),
@@ -150,8 +236,10 @@ def _encode_answer(answer: Answer) -> bytes:
 
 def _decode_answer(message: bytes) -> Answer:
     fields = json.loads(message)
+    outcome = {field.name: fields["outcome"][field.name] for field in dataclasses.fields(Outcome)}
     return Answer(
+        job_status=JobStatus(fields["job_status"]),
         started_at=datetime.fromisoformat(fields["started_at"]),
         finished_at=datetime.fromisoformat(fields["finished_at"]),
-        outcome=Outcome(**fields["outcome"]),
+        outcome=Outcome(**outcome),
     )

@@ -55,6 +55,7 @@ class AnsweredDrawing:
     stored afterwards as the finished one-item job it would have been."""
 
     job_id: uuid.UUID
+    job_status: str
     model: str
     owner: str
     filename: str
@@ -308,7 +309,7 @@ def save_answered_drawings(session: Session, drawings: Sequence[AnsweredDrawing]
     jobs = [
         {
             "id": d.job_id,
-            "status": JobStatus.succeeded,
+            "status": d.job_status,
             "model": d.model,
             "total": 1,
             "for_canvas": True,

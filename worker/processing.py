@@ -38,6 +38,7 @@ T = TypeVar("T")
 # One batch of a batch job computes at a time in a worker process: its task threads would only
 # contend for the GIL (README, "One job over several workers"); saving and loading overlap.
 _one_batch_at_a_time = threading.Lock()
+UNAVAILABLE = "Model {!r} is not available on this worker."
 GIVEN_UP = "A worker stopped while reading this image {} times; it was not read again."
 
 
@@ -143,7 +144,7 @@ def _model_of(job: Job) -> Predictor | None:
 
 def _fail_unavailable(session: Session, job: Job) -> list[store.Outcome]:
     """Every item still pending fails with one clear reason, so the client is not left waiting."""
-    message = f"Model {job.model!r} is not available on this worker."
+    message = UNAVAILABLE.format(job.model)
     items = store.pending_items(session, job.id, limit=job.total)
     failures = [store.Outcome.failure(item.index, message) for item in items]
     store.save_outcomes(session, job.id, failures)

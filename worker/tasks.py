@@ -8,7 +8,13 @@ import uuid
 from typing import Any
 
 from celery.concurrency.prefork import TaskPool as PreforkPool
-from celery.signals import setup_logging, worker_process_init, worker_ready
+from celery.signals import (
+    setup_logging,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutting_down,
+)
 
 from jobs.logs import configure_logging, job_context
 from jobs.queue import RUN_JOB, make_celery
@@ -34,6 +40,12 @@ def _start_after_fork(**_: Any) -> None:
 def _start_without_fork(sender: Any, **_: Any) -> None:
     if not isinstance(sender.pool, PreforkPool):
         _start_process()
+
+
+@worker_shutting_down.connect
+@worker_process_shutdown.connect
+def _stop_answering(**_: Any) -> None:
+    canvas.stop()
 
 
 def _start_process() -> None:

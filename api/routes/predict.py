@@ -24,17 +24,20 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import CanvasQueueDep, CeleryDep, OwnerDep, SettingsDep, WatcherDep
 from api.routes.jobs import job_headers, read_job
 from api.schemas import (
+    PAGE_LIMIT,
+    ItemOut,
     JobOut,
     ModelField,
     PredictOut,
-    answered_drawing_out,
+    Progress,
+    ResultsPage,
     error_responses,
     is_finished,
 )
 from api.submit import accept_upload, store_job, submit_job
 from api.uploads import Upload
 from jobs import canvas_queue
-from jobs.canvas_queue import Drawing
+from jobs.canvas_queue import Answer, Drawing
 from jobs.schema import utcnow
 from jobs.settings import Settings
 
@@ -85,7 +88,24 @@ async def _through_canvas_queue(
     owner: str,
 ) -> tuple[PredictOut | None, uuid.UUID]:
     """The worker's answer; without one in time, the id of the job the drawing is stored as."""
-    model, upload = await run_in_threadpool(accept_upload, settings, [file], model, True)
+    drawing, message, upload = await run_in_threadpool(_drawing, settings, file, model, owner)
+    try:
+        answer = await canvas_queue.ask(queue, settings, drawing, message)
+    except RedisError as error:
+        logger.warning("canvas queue unavailable, storing the drawing as a job: %s", error)
+        answer = None
+    if answer is not None:
+        return _answered(drawing, answer), drawing.job_id
+    await run_in_threadpool(store_unanswered, settings, celery, drawing, upload)
+    return None, drawing.job_id
+
+
+def _drawing(
+    settings: Settings, file: UploadFile, model: str | None, owner: str
+) -> tuple[Drawing, bytes, Upload]:
+    """The checked upload as a drawing, and its message (built off the event loop: an image can
+    be megabytes)."""
+    model, upload = accept_upload(settings, [file], model, for_canvas=True)
     drawing = Drawing(
         job_id=uuid.uuid4(),
         model=model,
@@ -96,18 +116,10 @@ async def _through_canvas_queue(
         created_at=utcnow(),
         answer_by=time.time() + settings.predict_wait_s,
     )
-    try:
-        answer = await canvas_queue.ask(queue, settings, drawing)
-    except RedisError as error:
-        logger.warning("canvas queue unavailable, storing the drawing as a job: %s", error)
-        answer = None
-    if answer is not None:
-        return answered_drawing_out(drawing, answer), drawing.job_id
-    await run_in_threadpool(_store_unanswered, settings, celery, drawing, upload)
-    return None, drawing.job_id
+    return drawing, canvas_queue.encode(drawing), upload
 
 
-def _store_unanswered(settings: Settings, celery: Celery, drawing: Drawing, upload: Upload) -> None:
+def store_unanswered(settings: Settings, celery: Celery, drawing: Drawing, upload: Upload) -> None:
     """Store the drawing as a queued job under its id, unless a worker just stored it answered."""
     with contextlib.suppress(IntegrityError):
         store_job(
@@ -119,3 +131,19 @@ def _store_unanswered(settings: Settings, celery: Celery, drawing: Drawing, uplo
             owner=drawing.owner,
             job_id=drawing.job_id,
         )
+
+
+def _answered(drawing: Drawing, answer: Answer) -> PredictOut:
+    """What a read of the job the worker stored would show, built without reading it."""
+    result = ItemOut(filename=drawing.filename, **vars(answer.outcome))
+    job = JobOut(
+        id=drawing.job_id,
+        status=answer.job_status,
+        model=drawing.model,
+        created_at=drawing.created_at,
+        started_at=answer.started_at,
+        finished_at=answer.finished_at,
+        progress=Progress(total=1, done=1, failed=int(result.status == "failed")),
+        results=ResultsPage(offset=0, limit=PAGE_LIMIT, total=1, items=[result]),
+    )
+    return PredictOut(job=job, result=result)

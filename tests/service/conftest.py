@@ -35,6 +35,8 @@ from tests.conftest import require
 POSTGRES_ADMIN = os.environ.get("HWR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("HWR_TEST_REDIS", "redis://127.0.0.1:6379/13")
 WORKER_START_S = 90
+JOBS = "/api/v1/jobs"
+FINISHED = ("succeeded", "failed", "canceled")
 # The untrained emnist47 reads every letter drawn as an even pen line as this one, so that a test
 # can tell whether the service applied the model's pen-line calibration.
 PEN_LINE_LABEL = "X"
@@ -212,3 +214,17 @@ def gateway_url(settings: Settings, worker: subprocess.Popen) -> Iterator[str]:
 def client(settings: Settings, worker: subprocess.Popen) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+def wait_for(client: TestClient, job_id: str, timeout_s: float = 60, **params: int) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = client.get(f"{JOBS}/{job_id}", params=params)
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if job["status"] in FINISHED:
+            assert "Retry-After" not in response.headers
+            return job
+        assert response.headers["Retry-After"]
+        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
+        time.sleep(0.2)

@@ -12,10 +12,10 @@ from datetime import timedelta
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy.exc import IntegrityError
 
 from api.main import create_app
+from api.routes.predict import store_unanswered
 from api.submit import store_job
 from api.uploads import Upload
 from jobs import canvas_queue, store
@@ -25,10 +25,12 @@ from jobs.queue import enqueue_job, make_celery
 from jobs.schema import JobStatus, utcnow
 from jobs.settings import Settings
 from jobs.store import NewItem
-from tests.service.test_service import wait_for
+from ml import Predictor, load_model
+from ml.preprocess import read_model_input
+from tests.service.conftest import wait_for
 
 PREDICT = "/api/v1/predict"
-DRAIN_S = 10
+MODELS = ("emnist47", "emnist62")
 
 
 def drawing(data: bytes, answer_in_s: float = 5.0, model: str = "emnist47") -> Drawing:
@@ -44,14 +46,16 @@ def drawing(data: bytes, answer_in_s: float = 5.0, model: str = "emnist47") -> D
     )
 
 
-def ask(settings: Settings, sent: Drawing) -> Answer | None:
-    """`canvas_queue.ask` as a gateway runs it, on an event loop of its own (Playwright's sync
-    API holds this thread's)."""
+def ask(settings: Settings, *sent: Drawing) -> list[Answer | None]:
+    """`canvas_queue.ask` for each drawing at once, as a gateway runs it, on an event loop of its
+    own (Playwright's sync API holds this thread's)."""
 
-    async def asking() -> Answer | None:
-        client = AsyncRedis.from_url(settings.broker_url)
+    async def asking() -> list[Answer | None]:
+        client = canvas_queue.connect_async(settings)
         try:
-            return await canvas_queue.ask(client, settings, sent)
+            return await asyncio.gather(
+                *(canvas_queue.ask(client, settings, d, canvas_queue.encode(d)) for d in sent)
+            )
         finally:
             await client.aclose()
 
@@ -59,11 +63,17 @@ def ask(settings: Settings, sent: Drawing) -> Answer | None:
         return pool.submit(asyncio.run, asking()).result()
 
 
+def queued(settings: Settings, queue: str = "cpu") -> int:
+    """Drawings still on the queue's list."""
+    client = redis.Redis.from_url(settings.broker_url)
+    return client.llen(canvas_queue.drawings_key(settings, queue))
+
+
 def test_a_drawing_is_answered_once_stored_as_its_finished_job(
     worker: object, settings: Settings, emnist_pngs: list[bytes]
 ):
     sent = drawing(emnist_pngs[0])
-    answer = ask(settings, sent)
+    (answer,) = ask(settings, sent)
     assert answer is not None and answer.outcome.status == "succeeded"
     with session_scope(settings.database_url) as session:
         job = store.get_job(session, sent.job_id)
@@ -87,12 +97,8 @@ def test_a_drawing_past_its_answer_time_is_dropped_unread(
     worker: object, settings: Settings, emnist_pngs: list[bytes]
 ):
     stale = drawing(emnist_pngs[2], answer_in_s=-1)
-    assert ask(settings.model_copy(update={"predict_wait_s": 0.5}), stale) is None
-    queue = redis.Redis.from_url(settings.broker_url)
-    deadline = time.monotonic() + DRAIN_S
-    while queue.llen(canvas_queue.drawings_key(settings, "cpu")):
-        assert time.monotonic() < deadline, "the worker never took the drawing"
-        time.sleep(0.05)
+    assert ask(settings.model_copy(update={"predict_wait_s": 0.5}), stale) == [None]
+    assert queued(settings) == 0
     with session_scope(settings.database_url) as session:
         assert store.get_job(session, stale.job_id) is None
 
@@ -100,11 +106,31 @@ def test_a_drawing_past_its_answer_time_is_dropped_unread(
 def test_a_drawing_for_a_model_the_worker_lacks_is_left_to_its_job(
     worker: object, settings: Settings, emnist_pngs: list[bytes]
 ):
-    """Unanswered, its gateway stores it as a job, which fails with the reason (test_service)."""
+    """Answered at once, and stored, as a failed job that says why."""
     sent = drawing(emnist_pngs[5], model="retired-model")
-    assert ask(settings.model_copy(update={"predict_wait_s": 1.0}), sent) is None
+    (answer,) = ask(settings, sent)
+    assert answer is not None and answer.job_status == JobStatus.failed
+    assert answer.outcome.error == "Model 'retired-model' is not available on this worker."
     with session_scope(settings.database_url) as session:
-        assert store.get_job(session, sent.job_id) is None
+        job = store.get_job(session, sent.job_id)
+        assert job is not None and job.status == JobStatus.failed
+
+
+def test_drawings_for_both_models_at_once_get_their_own_answers(
+    worker: object, settings: Settings, emnist_pngs: list[bytes]
+):
+    sent = [drawing(emnist_pngs[i], model=("emnist47", "emnist62")[i % 2]) for i in range(10, 22)]
+    answers = ask(settings, *sent)
+    predictor = {
+        name: Predictor(load_model(settings.models_dir / name), device="cpu", threads=1)
+        for name in MODELS
+    }
+    for d, answer in zip(sent, answers, strict=True):
+        assert answer is not None and answer.job_status == JobStatus.succeeded
+        model_input = read_model_input(d.data, predictor[d.model].spec.input)
+        expected = predictor[d.model].predict_inputs([model_input])[0]
+        assert answer.outcome.prediction == expected[0][0], d.model
+    assert queued(settings) == 0
 
 
 def test_a_drawing_no_worker_answers_in_time_becomes_a_job(
@@ -118,11 +144,11 @@ def test_a_drawing_no_worker_answers_in_time_becomes_a_job(
         assert response.status_code == 202, response.text
         job = response.json()
         assert job["status"] == "queued" and job["progress"]["total"] == 1
+        assert queued(settings, "gpu") == 0, "the gateway left its drawing on the list"
         enqueue_job(make_celery(settings), uuid.UUID(job["id"]), "cpu")
         finished = wait_for(client, job["id"])
     assert finished["status"] == "succeeded"
     assert finished["results"]["items"][0]["status"] == "succeeded"
-    redis.Redis.from_url(settings.broker_url).delete(canvas_queue.drawings_key(settings, "gpu"))
 
 
 def test_a_drawing_is_stored_once_whoever_stores_it_first(
@@ -133,6 +159,7 @@ def test_a_drawing_is_stored_once_whoever_stores_it_first(
     now = utcnow()
     answered = store.AnsweredDrawing(
         job_id=sent.job_id,
+        job_status=JobStatus.succeeded,
         model=sent.model,
         owner="",
         filename=sent.filename,
@@ -151,6 +178,7 @@ def test_a_drawing_is_stored_once_whoever_stores_it_first(
     celery = make_celery(settings)
     with pytest.raises(IntegrityError):
         store_job(settings, celery, sent.model, upload, for_canvas=True, job_id=sent.job_id)
+    store_unanswered(settings, celery, sent, upload)
     with session_scope(settings.database_url) as session:
         job = store.get_job(session, sent.job_id)
         assert job is not None and job.status == JobStatus.succeeded

@@ -28,28 +28,11 @@ from jobs.store import NewItem
 from jobs.sweep import sweep_once
 from ml import Predictor, load_model
 from ml.preprocess import read_model_input
-from tests.service.conftest import PEN_LINE_LABEL, png_bytes
-
-JOBS = "/api/v1/jobs"
-FINISHED = ("succeeded", "failed", "canceled")
+from tests.service.conftest import JOBS, PEN_LINE_LABEL, png_bytes, wait_for
 
 
 def upload(*files: tuple[str, bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("files", (name, data, "application/octet-stream")) for name, data in files]
-
-
-def wait_for(client: TestClient, job_id: str, timeout_s: float = 60, **params: int) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        response = client.get(f"{JOBS}/{job_id}", params=params)
-        assert response.status_code == 200, response.text
-        job = response.json()
-        if job["status"] in FINISHED:
-            assert "Retry-After" not in response.headers
-            return job
-        assert response.headers["Retry-After"]
-        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
-        time.sleep(0.2)
 
 
 def test_job_of_emnist_images_matches_the_predictor(
