@@ -1,5 +1,5 @@
 """What routes need from the app, set up by the app factory: settings, Celery, the watcher, and
-the Redis client of the canvas queue (None where it is off)."""
+the reader of canvas-queue answers (None where the canvas queue is off)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, Request
-from redis.asyncio import Redis
 
 from api.access import owner_of
+from api.canvas_answers import CanvasAnswers
 from api.completion import CompletionWatcher
 from jobs.settings import Settings
 
@@ -26,12 +26,12 @@ def _watcher(request: Request) -> CompletionWatcher:
     return request.app.state.watcher
 
 
-def _canvas_queue(request: Request) -> Redis | None:
-    return request.app.state.canvas_queue
+def _canvas_answers(request: Request) -> CanvasAnswers | None:
+    return request.app.state.canvas_answers
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 CeleryDep = Annotated[Celery, Depends(_celery)]
 WatcherDep = Annotated[CompletionWatcher, Depends(_watcher)]
-CanvasQueueDep = Annotated[Redis | None, Depends(_canvas_queue)]
+CanvasAnswersDep = Annotated[CanvasAnswers | None, Depends(_canvas_answers)]
 OwnerDep = Annotated[str, Depends(owner_of)]

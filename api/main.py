@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import metrics, pages
 from api.access import AccessControl
+from api.canvas_answers import CanvasAnswers
 from api.completion import CompletionWatcher
 from api.errors import install_error_handlers
 from api.headers import SecurityHeaders
@@ -35,11 +36,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop_sweeper = start_sweeper(settings, celery)
         watching = asyncio.create_task(watcher.run())
-        if canvas_queue.enabled(settings):
-            app.state.canvas_queue = canvas_queue.connect_async(settings)
+        redis = canvas_queue.connect_async(settings) if canvas_queue.enabled(settings) else None
+        if redis is not None:
+            app.state.canvas_answers = CanvasAnswers(redis, settings)
+            reading = asyncio.create_task(app.state.canvas_answers.run())
         yield
-        if app.state.canvas_queue is not None:
-            await app.state.canvas_queue.aclose()
+        if redis is not None:
+            reading.cancel()
+            await redis.aclose()
         watching.cancel()
         stop_sweeper.set()
 
@@ -52,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.celery = celery
     app.state.watcher = watcher
-    app.state.canvas_queue = None
+    app.state.canvas_answers = None
     app.state.metrics = GatewayMetrics(settings, celery)
     app.state.readiness = health.Readiness(settings, celery)
     install_error_handlers(app)

@@ -3,9 +3,10 @@
 A drawing sent as a job costs two commits at the gateway, a Celery task, two transactions at the
 worker and a read-back: about 25 ms of server CPU, where preprocessing and the forward pass take
 about 2 ms. Where the broker is Redis, the gateway instead pushes the drawing onto a list of its
-job queue and waits on a key of its own; a worker takes what is on the list, runs it as one
+job queue; a worker takes what is on the list, runs it as one
 forward pass per model, stores the drawings as finished jobs in one transaction, and only then
-answers each on its key.
+answers each on its gateway's list of answers, which one task of that gateway reads for all its
+waiting requests (`api/canvas_answers.py`).
 
 The job id is the gateway's, so the database settles the one race. A gateway that waited in vain
 takes its drawing back off the list (so the list holds only drawings someone waits for) and
@@ -40,7 +41,7 @@ from jobs.store import Outcome
 logger = logging.getLogger(__name__)
 
 REDIS_SCHEMES = ("redis", "rediss")
-# An answer nobody took (its gateway stopped waiting) is dropped after this.
+# Answers nobody reads (their gateway is gone) are dropped after this.
 ANSWER_KEPT_S = 60
 # A Redis that does not accept a connection in this long counts as down: the drawing becomes a job.
 CONNECT_TIMEOUT_S = 2.0
@@ -63,6 +64,7 @@ class Drawing:
     request_hash: str
     created_at: datetime
     answer_by: float
+    reply_to: str
 
     def is_stale(self) -> bool:
         """Too late to answer by this host's clock (hosts' clocks are assumed to agree)."""
@@ -73,6 +75,7 @@ class Drawing:
 class Answer:
     """What a waiting gateway needs to answer /predict as a read of the stored job would."""
 
+    job_id: uuid.UUID
     job_status: str
     started_at: datetime
     finished_at: datetime
@@ -115,30 +118,38 @@ def drawings_key(settings: Settings, queue: str) -> str:
     return f"{settings.broker_key_prefix}canvas:{queue}"
 
 
-def _answer_key(settings: Settings, job_id: uuid.UUID) -> str:
-    return f"{settings.broker_key_prefix}canvas:answer:{job_id}"
+def answers_key(settings: Settings, gateway: str) -> str:
+    """The list a gateway (`gateway`: an id of its own) reads its answers from."""
+    return f"{settings.broker_key_prefix}canvas:answers:{gateway}"
 
 
-async def ask(
-    redis: AsyncRedis, settings: Settings, drawing: Drawing, message: bytes
-) -> Answer | None:
-    """Queue the drawing (`message`, its `encode`) and wait up to `predict_wait_s` for its answer.
-    None when none came; the drawing is then off the list, or in a worker's hands."""
+async def push(redis: AsyncRedis, settings: Settings, message: bytes) -> None:
+    """Queue a drawing (`message`, its `encode`) on the gateway's job queue."""
     key = drawings_key(settings, settings.job_queue)
     async with redis.pipeline(transaction=False) as pipeline:
         pipeline.rpush(key, message)
         # Drawings whose gateway died before taking them back go when the list is idle this long.
         pipeline.expire(key, math.ceil(2 * settings.predict_wait_s))
         await pipeline.execute()
-    answered = await redis.blpop([_answer_key(settings, drawing.job_id)], settings.predict_wait_s)
-    if answered is None:
-        await redis.lrem(key, 1, message)
-        return None
-    try:
-        return _decode_answer(answered[1])
-    except (ValueError, TypeError, KeyError):
-        logger.exception("unreadable answer to drawing %s; it is stored as a job", drawing.job_id)
-        return None
+
+
+async def take_back(redis: AsyncRedis, settings: Settings, message: bytes) -> None:
+    """Off the list with a drawing nobody answered in time, unless a worker has it already."""
+    await redis.lrem(drawings_key(settings, settings.job_queue), 1, message)
+
+
+async def read_answers(redis: AsyncRedis, key: str, block_s: float, most: int) -> list[Answer]:
+    """The answers on `key`, waiting up to `block_s` for a first; unreadable ones are logged."""
+    popped = await redis.blpop([key], block_s)
+    if popped is None:
+        return []
+    answers: list[Answer] = []
+    for message in [popped[1], *(await redis.lpop(key, most) or [])]:
+        try:
+            answers.append(_decode_answer(message))
+        except (ValueError, TypeError, KeyError):
+            logger.exception("an unreadable answer was dropped; its drawing is stored as a job")
+    return answers
 
 
 def take(
@@ -177,13 +188,14 @@ def _pop(redis: Redis, key: str, most: int, most_bytes: int) -> list[bytes]:
     return popped[:kept]
 
 
-def give(redis: Redis, settings: Settings, answers: dict[uuid.UUID, Answer]) -> None:
-    """Hand each waiting gateway its answer."""
+def give(redis: Redis, settings: Settings, answers: list[tuple[str, Answer]]) -> None:
+    """Hand each answer to the list of the gateway waiting for it, (`reply_to`, answer)."""
+    lists = answers_key(settings, "")
     with redis.pipeline(transaction=False) as pipeline:
-        for job_id, answer in answers.items():
-            key = _answer_key(settings, job_id)
-            pipeline.rpush(key, _encode_answer(answer))
-            pipeline.expire(key, ANSWER_KEPT_S)
+        for reply_to, answer in answers:
+            if reply_to.startswith(lists):  # a list of answers, never any other key
+                pipeline.rpush(reply_to, _encode_answer(answer))
+                pipeline.expire(reply_to, ANSWER_KEPT_S)
         pipeline.execute()
 
 
@@ -220,12 +232,14 @@ def _decode_drawing(message: bytes) -> Drawing:
         request_hash=str(fields["request_hash"]),
         created_at=datetime.fromisoformat(fields["created_at"]),
         answer_by=float(fields["answer_by"]),
+        reply_to=str(fields["reply_to"]),
     )
 
 
 def _encode_answer(answer: Answer) -> bytes:
     return json.dumps(
         {
+            "job_id": str(answer.job_id),
             "job_status": answer.job_status,
             "started_at": answer.started_at.isoformat(),
             "finished_at": answer.finished_at.isoformat(),
@@ -238,6 +252,7 @@ def _decode_answer(message: bytes) -> Answer:
     fields = json.loads(message)
     outcome = {field.name: fields["outcome"][field.name] for field in dataclasses.fields(Outcome)}
     return Answer(
+        job_id=uuid.UUID(fields["job_id"]),
         job_status=JobStatus(fields["job_status"]),
         started_at=datetime.fromisoformat(fields["started_at"]),
         finished_at=datetime.fromisoformat(fields["finished_at"]),

@@ -81,7 +81,9 @@ def _serve(keys: list[str]) -> None:
                 concurrent_until = time.monotonic() + CONCURRENCY_MEMORY_S
             fresh = list({d.job_id: d for d in drawings if not d.is_stale()}.values())
             if fresh:
-                canvas_queue.give(redis, settings, _answer(fresh))
+                answers = _answer(fresh)
+                replies = [(d.reply_to, answers[d.job_id]) for d in fresh if d.job_id in answers]
+                canvas_queue.give(redis, settings, replies)
         except RedisError as error:
             logger.warning("canvas queue unavailable, retrying: %s", error)
             time.sleep(RETRY_S)
@@ -143,7 +145,7 @@ def _answer(drawings: list[Drawing]) -> dict[uuid.UUID, Answer]:
         if done.job_id in stored:
             metrics.count_items(done.model, [done.outcome])
             answers[done.job_id] = Answer(
-                done.job_status, done.started_at, done.finished_at, done.outcome
+                done.job_id, done.job_status, done.started_at, done.finished_at, done.outcome
             )
     return answers
 

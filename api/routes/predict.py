@@ -17,11 +17,11 @@ from celery import Celery
 from fastapi import APIRouter, File, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import CanvasQueueDep, CeleryDep, OwnerDep, SettingsDep, WatcherDep
+from api.canvas_answers import CanvasAnswers
+from api.deps import CanvasAnswersDep, CeleryDep, OwnerDep, SettingsDep, WatcherDep
 from api.routes.jobs import job_headers, read_job
 from api.schemas import (
     PAGE_LIMIT,
@@ -58,19 +58,21 @@ async def predict(
     settings: SettingsDep,
     celery: CeleryDep,
     watcher: WatcherDep,
-    queue: CanvasQueueDep,
+    answers: CanvasAnswersDep,
     owner: OwnerDep,
     file: Annotated[UploadFile, File(description="One image")],
     model: ModelField = None,
 ) -> PredictOut | JSONResponse:
     """200 with the result when it is ready within `predict_wait_s`, else 202 with the job."""
-    if queue is None:
+    if answers is None:
         job_id = await run_in_threadpool(
             submit_job, settings, celery, [file], model, for_canvas=True, owner=owner
         )
         await watcher.wait(job_id, settings.predict_wait_s)
     else:
-        answered, job_id = await _through_canvas_queue(settings, celery, queue, file, model, owner)
+        answered, job_id = await _through_canvas_queue(
+            settings, celery, answers, file, model, owner
+        )
         if answered is not None:
             return answered
     job = await run_in_threadpool(read_job, settings, job_id)
@@ -82,15 +84,17 @@ async def predict(
 async def _through_canvas_queue(
     settings: Settings,
     celery: Celery,
-    queue: Redis,
+    answers: CanvasAnswers,
     file: UploadFile,
     model: str | None,
     owner: str,
 ) -> tuple[PredictOut | None, uuid.UUID]:
     """The worker's answer; without one in time, the id of the job the drawing is stored as."""
-    drawing, message, upload = await run_in_threadpool(_drawing, settings, file, model, owner)
+    drawing, message, upload = await run_in_threadpool(
+        _drawing, settings, file, model, owner, answers.reply_to
+    )
     try:
-        answer = await canvas_queue.ask(queue, settings, drawing, message)
+        answer = await answers.ask(drawing, message)
     except RedisError as error:
         logger.warning("canvas queue unavailable, storing the drawing as a job: %s", error)
         answer = None
@@ -101,7 +105,7 @@ async def _through_canvas_queue(
 
 
 def _drawing(
-    settings: Settings, file: UploadFile, model: str | None, owner: str
+    settings: Settings, file: UploadFile, model: str | None, owner: str, reply_to: str
 ) -> tuple[Drawing, bytes, Upload]:
     """The checked upload as a drawing, and its message (built off the event loop: an image can
     be megabytes)."""
@@ -115,6 +119,7 @@ def _drawing(
         request_hash=upload.digest,
         created_at=utcnow(),
         answer_by=time.time() + settings.predict_wait_s,
+        reply_to=reply_to,
     )
     return drawing, canvas_queue.encode(drawing), upload
 

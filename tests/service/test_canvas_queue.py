@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import IntegrityError
 
+from api.canvas_answers import CanvasAnswers
 from api.main import create_app
 from api.routes.predict import store_unanswered
 from api.submit import store_job
@@ -43,6 +45,7 @@ def drawing(data: bytes, answer_in_s: float = 5.0, model: str = "emnist47") -> D
         request_hash="0" * 64,
         created_at=utcnow(),
         answer_by=time.time() + answer_in_s,
+        reply_to="",
     )
 
 
@@ -52,11 +55,15 @@ def ask(settings: Settings, *sent: Drawing) -> list[Answer | None]:
 
     async def asking() -> list[Answer | None]:
         client = canvas_queue.connect_async(settings)
+        answers = CanvasAnswers(client, settings)
+        reading = asyncio.create_task(answers.run())
         try:
+            to_this_gateway = [replace(d, reply_to=answers.reply_to) for d in sent]
             return await asyncio.gather(
-                *(canvas_queue.ask(client, settings, d, canvas_queue.encode(d)) for d in sent)
+                *(answers.ask(d, canvas_queue.encode(d)) for d in to_this_gateway)
             )
         finally:
+            reading.cancel()
             await client.aclose()
 
     with ThreadPoolExecutor(1) as pool:
@@ -182,3 +189,17 @@ def test_a_drawing_is_stored_once_whoever_stores_it_first(
     with session_scope(settings.database_url) as session:
         job = store.get_job(session, sent.job_id)
         assert job is not None and job.status == JobStatus.succeeded
+
+
+def test_answers_go_only_to_lists_of_answers(settings: Settings):
+    """A drawing's `reply_to` comes from Redis: a worker writes nowhere but to a gateway's list."""
+    client = redis.Redis.from_url(settings.broker_url)
+    outcome = store.Outcome(index=0, status="succeeded", prediction="A", confidence=0.5)
+    answer = Answer(uuid.uuid4(), JobStatus.succeeded, utcnow(), utcnow(), outcome)
+    gateway = canvas_queue.answers_key(settings, "a-gateway")
+    elsewhere = f"{settings.broker_key_prefix}not-answers:{uuid.uuid4().hex}"
+    canvas_queue.give(client, settings, [(gateway, answer), (elsewhere, answer)])
+    try:
+        assert client.llen(gateway) == 1 and not client.exists(elsewhere)
+    finally:
+        client.delete(gateway)
