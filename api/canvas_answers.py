@@ -28,6 +28,9 @@ RECONNECT_S = 1.0
 
 
 class CanvasAnswers:
+    """This gateway's list of answers (`reply_to`, named per process) and the requests waiting
+    on it, by job id."""
+
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
         self._settings = settings

@@ -3,10 +3,10 @@
 A drawing sent as a job costs two commits at the gateway, a Celery task, two transactions at the
 worker and a read-back: about 25 ms of server CPU, where preprocessing and the forward pass take
 about 2 ms. Where the broker is Redis, the gateway instead pushes the drawing onto a list of its
-job queue; a worker takes what is on the list, runs it as one
-forward pass per model, stores the drawings as finished jobs in one transaction, and only then
-answers each on its gateway's list of answers, which one task of that gateway reads for all its
-waiting requests (`api/canvas_answers.py`).
+job queue; a worker takes what is on the list, runs it as one forward pass per model, stores the
+drawings as finished jobs in one transaction, and only then answers each on its gateway's list
+of answers, which one task of that gateway reads for all its waiting requests
+(`api/canvas_answers.py`).
 
 The job id is the gateway's, so the database settles the one race. A gateway that waited in vain
 takes its drawing back off the list (so the list holds only drawings someone waits for) and

@@ -102,14 +102,14 @@ def _company(redis: Redis, keys: list[str], batch: list[Drawing]) -> list[Drawin
     deadline = now + settings.coalesce_max_wait_ms / 1000
     quiet_after = now + gap_s
     most = settings.coalesce_max_batch - len(batch)
-    most_bytes = settings.inference_batch_bytes - sum(len(d.data) for d in batch)
+    left_bytes = settings.inference_batch_bytes - sum(len(d.data) for d in batch)
     company: list[Drawing] = []
     while len(company) < most and time.monotonic() < min(deadline, quiet_after):
         time.sleep(POLL_S)
-        left_bytes = most_bytes - sum(len(d.data) for d in company)
         more = canvas_queue.take_waiting(redis, keys, most - len(company), left_bytes)
         if more:
             company += more
+            left_bytes -= sum(len(d.data) for d in more)
             quiet_after = time.monotonic() + gap_s
     return company
 
